@@ -1,0 +1,59 @@
+// Command vitalmq is the vitalmq MQTT broker and remote-patient-monitoring hub.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `vitalmq: a secure MQTT 3.1.1 / 5.0 broker for remote patient monitoring.
+
+Usage:
+  vitalmq serve [--config FILE]   run the broker (embedded defaults without --config)
+  vitalmq config                  print the documented default configuration
+  vitalmq version                 print the version
+
+Run "vitalmq serve --help" for the serve options.
+`
+
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, errUsage) {
+			fmt.Fprintln(os.Stderr, "vitalmq:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], stdout, stderr)
+	case "config":
+		return printConfig(stdout)
+	case "version":
+		fmt.Fprintln(stdout, "vitalmq", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "vitalmq: unknown command %q\n\n%s", args[0], usage)
+		return errUsage
+	}
+}

@@ -1,0 +1,152 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Config configures a Server. The zero value of every field means its documented
+// default, and every default is the safe choice; each limit says which attack it stops.
+type Config struct {
+	// Logger receives operational logs. Never payloads, passwords or patient data. Default: discard.
+	Logger *slog.Logger
+
+	// Authenticator checks CONNECT credentials. Nil: only listeners with AllowAnonymous accept clients.
+	Authenticator Authenticator
+	// Authorizer decides publish, subscribe and delivery. Nil: everything is allowed
+	// (the composition root always installs one outside tests).
+	Authorizer Authorizer
+
+	// ConnectTimeout is how long a new connection has to complete CONNECT. Default 10s.
+	// Stops idle and slowloris connections that never authenticate (CASES T11, T28, T29).
+	ConnectTimeout time.Duration
+	// PreAuthMaxPacketSize caps the first packet (CONNECT). Default 64 KiB.
+	// Stops pre-authentication memory exhaustion by announced sizes (T05, T06, T23, T84).
+	PreAuthMaxPacketSize int
+	// MaxPacketSize caps every packet after CONNECT, advertised in CONNACK. Default 256 KiB.
+	// Stops memory exhaustion by large packets (T12).
+	MaxPacketSize int
+	// MaxKeepAlive caps the client's keep alive in seconds; a larger or zero value is
+	// replaced by it (5.0: Server Keep Alive). Default 300. Stops idle sockets held open
+	// forever (T24, SlowITe).
+	MaxKeepAlive uint16
+	// ReceiveMaximum is how many QoS 2 publications a client may have awaiting PUBREL
+	// (advertised as Receive Maximum). Default 32. Stops unbounded QoS 2 state (T71, T72).
+	ReceiveMaximum uint16
+	// MaxInflight caps QoS 1/2 messages in flight to one client (further capped by the
+	// client's Receive Maximum). Default 32. Stops packet identifier exhaustion (T75).
+	MaxInflight uint16
+	// MaxQueuedMessages and MaxQueuedBytes cap messages queued for one session while it is
+	// offline or its window is full. Defaults 1000 and 1 MiB. Stop a stalled or absent
+	// subscriber from exhausting memory (T75, T76).
+	MaxQueuedMessages int
+	MaxQueuedBytes    int
+	// MaxPendingWrite caps encoded bytes waiting for a client's socket; past it QoS 0
+	// messages to that client are dropped. Default 1 MiB. Stops slow consumers (T76).
+	MaxPendingWrite int
+	// WriteTimeout is how long a write to a client may block before it is disconnected.
+	// Default 10s. Stops a client that stops reading from pinning its writer (T76).
+	WriteTimeout time.Duration
+	// TopicAliasMaximum is how many topic aliases a client may set (advertised). Default 10.
+	// The same value caps aliases the server sends. Stops alias table growth.
+	TopicAliasMaximum uint16
+	// MaxSubscriptions caps subscriptions per session. Default 100 (T85).
+	MaxSubscriptions int
+	// MaxTopicLength and MaxTopicLevels cap topic names and filters. Defaults 1024 bytes
+	// and 32 levels. Stop algorithmic attacks on matching (T59).
+	MaxTopicLength int
+	MaxTopicLevels int
+	// MaxClientIDLength caps client identifiers. Default 128 (T23).
+	MaxClientIDLength int
+	// MaxSessionExpiry caps the Session Expiry Interval in seconds. Default 7 days.
+	// Stops sessions piling up from client id churn.
+	MaxSessionExpiry uint32
+	// MaxRetained caps retained messages in total. Default 100,000.
+	MaxRetained int
+	// SysInterval is how often $SYS statistics are published. Default 10s; negative disables.
+	SysInterval time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = 10 * time.Second
+	}
+	def(&c.PreAuthMaxPacketSize, 64<<10)
+	def(&c.MaxPacketSize, 256<<10)
+	if c.MaxKeepAlive == 0 {
+		c.MaxKeepAlive = 300
+	}
+	if c.ReceiveMaximum == 0 {
+		c.ReceiveMaximum = 32
+	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = 32
+	}
+	def(&c.MaxQueuedMessages, 1000)
+	def(&c.MaxQueuedBytes, 1<<20)
+	def(&c.MaxPendingWrite, 1<<20)
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.TopicAliasMaximum == 0 {
+		c.TopicAliasMaximum = 10
+	}
+	def(&c.MaxSubscriptions, 100)
+	def(&c.MaxTopicLength, 1024)
+	def(&c.MaxTopicLevels, 32)
+	def(&c.MaxClientIDLength, 128)
+	if c.MaxSessionExpiry == 0 {
+		c.MaxSessionExpiry = 7 * 24 * 3600
+	}
+	def(&c.MaxRetained, 100_000)
+	if c.SysInterval == 0 {
+		c.SysInterval = 10 * time.Second
+	}
+}
+
+// Validate reports the first invalid field by name.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field string, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("broker config: %s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.ConnectTimeout < 0 {
+		bad("ConnectTimeout", "must be positive, got %v", c.ConnectTimeout)
+	}
+	if c.PreAuthMaxPacketSize < 0 || c.PreAuthMaxPacketSize > 268_435_455 {
+		bad("PreAuthMaxPacketSize", "must be 1..268435455, got %d", c.PreAuthMaxPacketSize)
+	}
+	if c.MaxPacketSize < 0 || c.MaxPacketSize > 268_435_455 {
+		bad("MaxPacketSize", "must be 1..268435455, got %d", c.MaxPacketSize)
+	}
+	if c.MaxInflight > 65535/2 {
+		bad("MaxInflight", "must be at most 32767, got %d", c.MaxInflight)
+	}
+	for name, v := range map[string]int{"MaxQueuedMessages": c.MaxQueuedMessages, "MaxQueuedBytes": c.MaxQueuedBytes,
+		"MaxPendingWrite": c.MaxPendingWrite, "MaxSubscriptions": c.MaxSubscriptions, "MaxTopicLength": c.MaxTopicLength,
+		"MaxTopicLevels": c.MaxTopicLevels, "MaxClientIDLength": c.MaxClientIDLength, "MaxRetained": c.MaxRetained} {
+		if v < 0 {
+			bad(name, "must not be negative, got %d", v)
+		}
+	}
+	if c.MaxTopicLength > 65535 {
+		bad("MaxTopicLength", "must be at most 65535, got %d", c.MaxTopicLength)
+	}
+	if c.MaxClientIDLength > 65535 {
+		bad("MaxClientIDLength", "must be at most 65535, got %d", c.MaxClientIDLength)
+	}
+	if c.WriteTimeout < 0 {
+		bad("WriteTimeout", "must be positive, got %v", c.WriteTimeout)
+	}
+	return errors.Join(errs...)
+}

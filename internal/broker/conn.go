@@ -1,0 +1,470 @@
+package broker
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"vitalmq/internal/packet"
+	"vitalmq/internal/session"
+	"vitalmq/internal/topic"
+)
+
+// conn is one network connection. The reader goroutine (serve) owns everything but the
+// out* fields, which producers share under outMu with the writer goroutine.
+type conn struct {
+	s    *Server
+	nc   net.Conn
+	opts ListenerOptions
+	br   *bufio.Reader
+	body []byte
+
+	version    byte
+	keepAlive  time.Duration
+	client     *Client
+	ss         *sess
+	will       *session.Message
+	willDelay  uint32
+	expiry     uint32 // session expiry interval in force
+	authMethod string
+
+	// limits from the client's CONNECT
+	sendQuota   int    // min(client Receive Maximum, MaxInflight); read under ss.mu
+	maxOut      int    // largest packet the client accepts
+	aliasOutMax uint16 // aliases the server may use towards the client
+	problemInfo bool   // Request Problem Information
+	aliasIn     []string
+
+	// decoded packets, reused
+	pub   packet.Publish
+	ack   packet.Ack
+	sub   packet.Subscribe
+	unsub packet.Unsubscribe
+	disc  packet.Disconnect
+
+	outMu            sync.Mutex
+	pending          []byte
+	aliasOut         map[string]uint16 // topic → alias, under outMu
+	closing          bool              // close after flushing pending
+	writing          bool              // the writer goroutine runs
+	wake             chan struct{}
+	writerDone       chan struct{} // closed when the writer goroutine ends
+	done             chan struct{} // closed when the connection is fully detached from its session
+	normalDisconnect bool          // DISCONNECT 0x00: discard the will
+}
+
+func newConn(s *Server, nc net.Conn, opts ListenerOptions) *conn {
+	return &conn{s: s, nc: nc, opts: opts, wake: make(chan struct{}, 1), writerDone: make(chan struct{}), done: make(chan struct{})}
+}
+
+// errClose is a deliberate close that needs no log line.
+var errClose = errors.New("connection closed")
+
+func (c *conn) serve() {
+	defer c.s.wg.Done()
+	var err error
+	defer func() {
+		if r := recover(); r != nil {
+			c.s.recoverTo("connection") // logs; re-panic not needed
+			_ = r
+			err = fmt.Errorf("panic: %v", r)
+		}
+		c.finish(err)
+	}()
+	err = c.run()
+}
+
+func (c *conn) run() error {
+	c.nc.SetDeadline(time.Now().Add(c.s.cfg.ConnectTimeout)) // CONNECT deadline from accept (T28, T29)
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.ConnectTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("tls handshake: %w", err)
+		}
+	}
+	c.br = bufio.NewReaderSize(c.nc, 4096)
+	if err := c.connect(); err != nil {
+		return err
+	}
+	c.nc.SetWriteDeadline(time.Time{})
+	for {
+		c.nc.SetReadDeadline(time.Now().Add(c.keepAlive + c.keepAlive/2)) // [MQTT-3.1.2-22] 1.5 × keep alive
+		h, body, err := c.readPacket(c.s.cfg.MaxPacketSize)
+		if err != nil {
+			return err
+		}
+		if err := c.handle(h, body); err != nil {
+			return err
+		}
+	}
+}
+
+// readPacket reads one packet, refusing it from the fixed header alone when its
+// declared size exceeds limit, before reading or allocating for the body.
+func (c *conn) readPacket(limit int) (packet.FixedHeader, []byte, error) {
+	h, err := packet.ReadHeader(c.br)
+	if err != nil {
+		return h, nil, err
+	}
+	if err := h.Validate(c.version); err != nil {
+		return h, nil, err
+	}
+	if h.Size() > limit {
+		return h, nil, fmt.Errorf("%w: %d bytes, limit %d", packet.PacketTooLarge, h.Size(), limit)
+	}
+	if cap(c.body) < h.Remaining {
+		c.body = make([]byte, h.Remaining)
+	}
+	body := c.body[:h.Remaining]
+	if _, err := io.ReadFull(c.br, body); err != nil {
+		return h, nil, err
+	}
+	return h, body, nil
+}
+
+// connect runs the handshake: the first packet must be CONNECT ([MQTT-3.1.0-1]).
+func (c *conn) connect() error {
+	h, body, err := c.readPacket(c.s.cfg.PreAuthMaxPacketSize)
+	if err != nil {
+		return err
+	}
+	if h.Type != packet.CONNECT {
+		return fmt.Errorf("%w: first packet is %v", packet.ProtocolError, h.Type) // [MQTT-3.1.0-1]
+	}
+	var p packet.Connect
+	if err := packet.DecodeConnect(&p, body); err != nil {
+		var rc packet.ReasonCode
+		if errors.As(err, &rc) && rc == packet.UnsupportedProtocolVersion {
+			c.refuse(packet.Version311, rc) // [MQTT-3.1.2-2] answered in the 3.1.1 form
+		} else if p.Version == packet.Version5 && errors.As(err, &rc) && !errors.Is(err, packet.ErrProtocolName) {
+			c.refuse(p.Version, rc)
+		}
+		return err
+	}
+	c.version = p.Version
+	if rc, err := c.checkConnect(&p); err != nil {
+		c.refuse(p.Version, rc)
+		return err
+	}
+	client, err := c.authenticate(&p)
+	if err != nil {
+		var rc packet.ReasonCode
+		if !errors.As(err, &rc) || !rc.IsError() {
+			rc = packet.NotAuthorized
+		}
+		c.refuse(p.Version, rc)
+		return fmt.Errorf("authentication: %w", err)
+	}
+	c.client = client
+	if p.HasWill {
+		if rc, err := c.checkWill(&p); err != nil {
+			c.refuse(p.Version, rc)
+			return err
+		}
+	}
+	return c.attach(&p)
+}
+
+// checkConnect validates CONNECT fields the codec cannot judge alone.
+func (c *conn) checkConnect(p *packet.Connect) (packet.ReasonCode, error) {
+	cfg := &c.s.cfg
+	if len(p.ClientID) > cfg.MaxClientIDLength {
+		return packet.ClientIdentifierNotValid, fmt.Errorf("%w: client identifier of %d bytes", packet.ClientIdentifierNotValid, len(p.ClientID))
+	}
+	if p.ClientID == "" && !p.CleanStart && p.Version < packet.Version5 {
+		return packet.ClientIdentifierNotValid, fmt.Errorf("%w: empty client identifier without clean session", packet.ClientIdentifierNotValid) // [MQTT-3.1.3-8] 3.1.1
+	}
+	if p.Props.AuthMethod == "" && len(p.Props.AuthData) > 0 {
+		return packet.ProtocolError, fmt.Errorf("%w: authentication data without method", packet.ProtocolError) // §3.1.2.11.10
+	}
+	if p.Props.AuthMethod != "" {
+		if _, ok := cfg.Authenticator.(EnhancedAuthenticator); !ok {
+			return packet.BadAuthenticationMethod, fmt.Errorf("%w: %q", packet.BadAuthenticationMethod, p.Props.AuthMethod)
+		}
+	}
+	return packet.Success, nil
+}
+
+// EnhancedAuthenticator is an Authenticator that also takes part in MQTT 5.0 enhanced
+// authentication (AUTH packets). The broker refuses an Authentication Method unless the
+// configured Authenticator implements it.
+type EnhancedAuthenticator interface {
+	Authenticator
+	// SupportsMethod reports whether method is supported.
+	SupportsMethod(method string) bool
+}
+
+func (c *conn) authenticate(p *packet.Connect) (*Client, error) {
+	req := &ConnectRequest{ClientID: p.ClientID, Username: p.Username, HasUsername: p.HasUser, Password: p.Password,
+		Listener: c.opts.Name, Remote: c.nc.RemoteAddr(), AuthMethod: p.Props.AuthMethod, AuthData: p.Props.AuthData}
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		req.TLS = &st
+	}
+	if a := c.s.cfg.Authenticator; a != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.ConnectTimeout)
+		defer cancel()
+		cl, err := a.Authenticate(ctx, req)
+		if err == nil && cl == nil {
+			err = packet.NotAuthorized
+		}
+		if err == nil || !c.opts.AllowAnonymous {
+			return cl, err
+		}
+	}
+	if !c.opts.AllowAnonymous {
+		return nil, fmt.Errorf("%w: anonymous access is not allowed on listener %q", packet.NotAuthorized, c.opts.Name)
+	}
+	return &Client{ClientID: p.ClientID, Username: p.Username, Listener: c.opts.Name, Remote: c.nc.RemoteAddr(), Anonymous: true}, nil
+}
+
+func (c *conn) checkWill(p *packet.Connect) (packet.ReasonCode, error) {
+	w := &p.Will
+	if err := c.s.limits.CheckName(w.Topic); err != nil {
+		return packet.TopicNameInvalid, fmt.Errorf("%w: will topic: %w", packet.TopicNameInvalid, err) // [MQTT-3.1.3-11]
+	}
+	if isReserved(w.Topic) || !c.canPublish(w.Topic) {
+		return packet.NotAuthorized, fmt.Errorf("%w: will topic", packet.NotAuthorized) // CASES T62, T63
+	}
+	if w.Props.PayloadFormat == 1 && !utf8.Valid(w.Payload) {
+		return packet.PayloadFormatInvalid, fmt.Errorf("%w: will payload", packet.PayloadFormatInvalid) // [MQTT-3.1.3-?] §3.1.3.2.3
+	}
+	return packet.Success, nil
+}
+
+func isReserved(name string) bool { return len(name) > 0 && name[0] == '$' }
+
+func (c *conn) canPublish(name string) bool {
+	return c.s.cfg.Authorizer == nil || c.s.cfg.Authorizer.CanPublish(c.client, name)
+}
+
+// refuse answers a failed CONNECT with a CONNACK carrying rc ([MQTT-3.2.2-7]) and
+// lets the connection close after it is written.
+func (c *conn) refuse(version byte, rc packet.ReasonCode) {
+	b := packet.AppendConnack(nil, &packet.Connack{Reason: rc}, version)
+	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	c.nc.Write(b)
+}
+
+// attach binds the connection to its session (new, resumed or taken over) and sends CONNACK.
+func (c *conn) attach(p *packet.Connect) error {
+	s, cfg := c.s, &c.s.cfg
+	var ack packet.Connack
+	id := p.ClientID
+	if id == "" { // [MQTT-3.1.3-6] assign one
+		var b [12]byte
+		rand.Read(b[:])
+		id = "auto-" + hex.EncodeToString(b[:])
+		if p.Version == packet.Version5 {
+			ack.Props.AssignedClientID = id
+			ack.Props.Set(packet.PropAssignedClientID)
+		}
+	}
+	c.client.ClientID = id
+
+	// Keep alive: capped, and a zero (disabled) keep alive still gets the server's limit (T24).
+	ka := p.KeepAlive
+	if ka == 0 || ka > cfg.MaxKeepAlive {
+		ka = cfg.MaxKeepAlive
+		if p.Version == packet.Version5 {
+			ack.Props.ServerKeepAlive = ka // [MQTT-3.2.2-21]
+			ack.Props.Set(packet.PropServerKeepAlive)
+		}
+	}
+	c.keepAlive = time.Duration(ka) * time.Second
+
+	// Limits the client asked for.
+	c.sendQuota = int(cfg.MaxInflight)
+	c.maxOut = packet.MaxRemaining + 5
+	c.problemInfo = true
+	if p.Version == packet.Version5 {
+		if p.Props.Has(packet.PropReceiveMaximum) {
+			c.sendQuota = min(c.sendQuota, int(p.Props.ReceiveMaximum)) // [MQTT-3.3.4-9]
+		}
+		if p.Props.Has(packet.PropMaximumPacketSize) {
+			c.maxOut = int(p.Props.MaximumPacketSize)
+		}
+		c.aliasOutMax = min(p.Props.TopicAliasMaximum, cfg.TopicAliasMaximum)
+		c.problemInfo = !p.Props.Has(packet.PropRequestProblemInfo) || p.Props.RequestProblemInfo == 1
+		c.expiry = min(p.Props.SessionExpiry, cfg.MaxSessionExpiry)
+		if p.Props.SessionExpiry > cfg.MaxSessionExpiry {
+			ack.Props.SessionExpiry = c.expiry
+			ack.Props.Set(packet.PropSessionExpiry)
+		}
+		c.authMethod = p.Props.AuthMethod
+	} else if !p.CleanStart {
+		c.expiry = cfg.MaxSessionExpiry // 3.1.1 persistent session: kept until the server's limit
+	}
+	if p.HasWill {
+		w := &p.Will
+		c.will = newMessage(w.Topic, w.Payload, w.QoS, w.Retain, &w.Props, id, time.Now())
+		c.willDelay = w.Props.WillDelay
+	}
+
+	// Take over or resume the session ([MQTT-3.1.4-3]).
+	var ss *sess
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.refuse(p.Version, packet.ServerShuttingDown)
+			return ErrServerClosed
+		}
+		old := s.sessions[id]
+		var oc *conn
+		if old != nil {
+			old.mu.Lock()
+			oc = old.conn
+			old.mu.Unlock()
+		}
+		if oc == nil {
+			ss = c.bindLocked(old, p, &ack)
+			s.mu.Unlock()
+			break
+		}
+		s.mu.Unlock()
+		oc.kick(packet.SessionTakenOver) // [MQTT-3.1.4-3]
+		select {
+		case <-oc.done:
+		case <-s.quit:
+			return ErrServerClosed
+		}
+	}
+	if ss == nil {
+		return errClose
+	}
+	c.ss = ss
+	c.startWriter()
+	if p.Version == packet.Version5 {
+		ack.Props.ReceiveMaximum = cfg.ReceiveMaximum
+		ack.Props.TopicAliasMaximum = cfg.TopicAliasMaximum
+		ack.Props.MaximumPacketSize = uint32(cfg.MaxPacketSize)
+		ack.Props.Set(packet.PropReceiveMaximum)
+		ack.Props.Set(packet.PropTopicAliasMaximum)
+		ack.Props.Set(packet.PropMaximumPacketSize)
+	}
+	c.outMu.Lock()
+	c.pending = packet.AppendConnack(c.pending, &ack, p.Version)
+	c.outMu.Unlock()
+	c.signal()
+	s.stats.connected.Add(1)
+	s.stats.connects.Add(1)
+
+	now := time.Now()
+	ss.mu.Lock()
+	ss.conn = c
+	ss.online.Store(true)
+	ss.resumeLocked(now)
+	ss.mu.Unlock()
+	s.log.Debug("client connected", "client", id, "listener", c.opts.Name, "version", p.Version, "session_present", ack.SessionPresent)
+	return nil
+}
+
+// bindLocked picks the session for the connection: a fresh one for Clean Start or when
+// none exists, else the stored one. Called with s.mu held; the old session is offline.
+func (c *conn) bindLocked(old *sess, p *packet.Connect, ack *packet.Connack) *sess {
+	s := c.s
+	if old != nil && !p.CleanStart {
+		old.mu.Lock()
+		if !old.ended {
+			old.will = nil // the session resumed before the will delay passed [MQTT-3.1.3-9]
+			old.expireAt = time.Time{}
+			old.st.ExpiryInterval = c.expiry
+			old.client.Store(c.client)
+			old.mu.Unlock()
+			ack.SessionPresent = true // [MQTT-3.2.2-3]
+			c.reauthorize(old)
+			return old
+		}
+		old.mu.Unlock()
+	}
+	var will *session.Message
+	if old != nil { // Clean Start discards the old session [MQTT-3.1.2-4]
+		old.mu.Lock()
+		old.ended = true
+		will = old.takeWill()
+		old.mu.Unlock()
+		delete(s.sessions, old.clientID)
+		cl := old.client.Load()
+		s.wg.Go(func() {
+			defer s.recoverTo("drop session")
+			s.dropSubscriptions(old)
+			if will != nil {
+				s.sendWill(cl, will)
+			}
+		})
+	}
+	ss := newSess(c.client.ClientID)
+	ss.st.ExpiryInterval = c.expiry
+	ss.client.Store(c.client)
+	s.sessions[ss.clientID] = ss
+	return ss
+}
+
+// reauthorize drops the stored subscriptions a resumed session's client may no longer
+// make, and the queued or in-flight messages it may no longer receive (CASES T67, T68).
+func (c *conn) reauthorize(ss *sess) {
+	az := c.s.cfg.Authorizer
+	if az == nil {
+		return
+	}
+	ss.mu.Lock()
+	var drop []string
+	for f := range ss.st.Subs {
+		inner := f
+		if _, in, ok, _ := topic.ParseShared(f); ok {
+			inner = in
+		}
+		if !az.CanSubscribe(c.client, inner) {
+			drop = append(drop, f)
+			delete(ss.st.Subs, f)
+		}
+	}
+	kept := ss.st.Inflight[:0]
+	for _, f := range ss.st.Inflight {
+		if f.Released || az.CanReceive(c.client, f.Delivery.Msg.Topic) {
+			kept = append(kept, f)
+		}
+	}
+	clear(ss.st.Inflight[len(kept):])
+	ss.st.Inflight = kept
+	q := ss.st.Queue
+	ss.st.Queue, ss.st.QueuedBytes = nil, 0
+	for _, d := range q {
+		if az.CanReceive(c.client, d.Msg.Topic) {
+			ss.st.Enqueue(d, len(q), 1<<62)
+		}
+	}
+	ss.mu.Unlock()
+	for _, f := range drop {
+		c.s.subs.Remove(f, ss)
+	}
+}
+
+// newMessage builds a routed message from a PUBLISH or a will.
+func newMessage(name string, payload []byte, qos byte, retain bool, props *packet.Properties, origin string, now time.Time) *session.Message {
+	m := &session.Message{Topic: name, Payload: payload, QoS: qos, Retain: retain, Origin: origin}
+	if props.Present != 0 || len(props.User) > 0 {
+		m.Props = *props
+		m.Props.Present &= 1<<packet.PropPayloadFormat | 1<<packet.PropContentType | 1<<packet.PropResponseTopic |
+			1<<packet.PropCorrelationData | 1<<packet.PropUserProperty
+		m.Props.SubscriptionIDs = nil
+		m.Props.User = slices.Clone(props.User) // the decoder reuses its slice
+		if props.Has(packet.PropMessageExpiry) {
+			m.Expiry = now.Add(time.Duration(props.MessageExpiry) * time.Second)
+		}
+	}
+	return m
+}

@@ -1,0 +1,18 @@
+// Package broker is the MQTT server: it accepts connections from any net.Listener, runs
+// the CONNECT handshake, routes PUBLISH through the subscription trie to sessions, runs
+// the QoS 1 and 2 flows, keeps retained messages and wills, and enforces keep alive and
+// every configured limit. In-process code publishes and subscribes with Publish and
+// Subscribe, with the same routing as network clients.
+//
+// Goroutines: Serve runs one accept loop per listener; each connection has a reader
+// goroutine (decodes and handles packets, and delivers the publications it receives
+// to matching sessions) and a writer goroutine (drains the connection's pending bytes,
+// many packets per write); one janitor goroutine runs will delays, session expiry and
+// $SYS statistics; each in-process subscriber has one goroutine. Every one of them is
+// tracked by the Server's WaitGroup and ends on Close; each recovers its own panics
+// and closes only the connection concerned.
+//
+// Lock order: Server.mu, then sess.mu, then conn.outMu. The trie and the retained store
+// have their own locks and are never called with conn.outMu held. No lock is held
+// across network I/O.
+package broker

@@ -1,0 +1,298 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"vitalmq/internal/packet"
+	"vitalmq/internal/session"
+	"vitalmq/internal/topic"
+)
+
+// handle processes one packet after CONNECT.
+func (c *conn) handle(h packet.FixedHeader, body []byte) error {
+	switch h.Type {
+	case packet.PUBLISH:
+		return c.handlePublish(h, body)
+	case packet.PUBACK, packet.PUBREC, packet.PUBREL, packet.PUBCOMP:
+		if err := packet.DecodeAck(&c.ack, h.Type, body, c.version); err != nil {
+			return err
+		}
+		return c.handleAck(&c.ack)
+	case packet.SUBSCRIBE:
+		if err := packet.DecodeSubscribe(&c.sub, body, c.version); err != nil {
+			return err
+		}
+		return c.handleSubscribe(&c.sub)
+	case packet.UNSUBSCRIBE:
+		if err := packet.DecodeUnsubscribe(&c.unsub, body, c.version); err != nil {
+			return err
+		}
+		return c.handleUnsubscribe(&c.unsub)
+	case packet.PINGREQ:
+		if len(body) != 0 {
+			return fmt.Errorf("%w: pingreq with a body", packet.MalformedPacket)
+		}
+		c.queue(func(b []byte) []byte { return packet.AppendPing(b, packet.PINGRESP) }) // [MQTT-3.12.4-1]
+		return nil
+	case packet.DISCONNECT:
+		if err := packet.DecodeDisconnect(&c.disc, h.Type, body, c.version); err != nil {
+			return err
+		}
+		return c.handleDisconnect(&c.disc)
+	case packet.AUTH:
+		if err := packet.DecodeDisconnect(&c.disc, h.Type, body, c.version); err != nil {
+			return err
+		}
+		if c.authMethod == "" || c.disc.Props.AuthMethod != c.authMethod {
+			return fmt.Errorf("%w: auth without the connection's authentication method", packet.ProtocolError) // §4.12
+		}
+		return fmt.Errorf("%w: re-authentication is not supported", packet.BadAuthenticationMethod)
+	case packet.CONNECT:
+		return fmt.Errorf("%w: second connect", packet.ProtocolError) // [MQTT-3.1.0-2]
+	default: // CONNACK, SUBACK, UNSUBACK, PINGRESP: server-to-client only
+		return fmt.Errorf("%w: %v from a client", packet.ProtocolError, h.Type)
+	}
+}
+
+func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
+	p := &c.pub
+	if err := packet.DecodePublish(p, h.Flags, body, c.version); err != nil {
+		return err
+	}
+	if len(p.Props.SubscriptionIDs) > 0 {
+		return fmt.Errorf("%w: subscription identifier in publish", packet.ProtocolError) // [MQTT-3.3.4-6]
+	}
+	if p.Props.ResponseTopic != "" || p.Props.Has(packet.PropResponseTopic) {
+		if err := c.s.limits.CheckName(p.Props.ResponseTopic); err != nil {
+			return fmt.Errorf("%w: response topic: %w", packet.ProtocolError, err) // [MQTT-3.3.2-14]
+		}
+	}
+	name := p.Topic
+	alias := p.Props.TopicAlias
+	if p.Props.Has(packet.PropTopicAlias) {
+		if alias == 0 || alias > c.s.cfg.TopicAliasMaximum {
+			return fmt.Errorf("%w: topic alias %d", packet.TopicAliasInvalid, alias) // [MQTT-3.3.2-8] [MQTT-3.3.2-9]
+		}
+		if name == "" {
+			if int(alias) >= len(c.aliasIn) || c.aliasIn[alias] == "" {
+				return fmt.Errorf("%w: unknown topic alias %d", packet.ProtocolError, alias) // §3.3.4
+			}
+			name = c.aliasIn[alias]
+		}
+	} else if name == "" {
+		return fmt.Errorf("%w: empty topic name", packet.ProtocolError) // [MQTT-4.7.3-1]
+	}
+	if err := c.s.limits.CheckName(name); err != nil {
+		return fmt.Errorf("%w: %w", packet.TopicNameInvalid, err) // [MQTT-3.3.2-2]
+	}
+	reason := packet.Success
+	switch {
+	case isReserved(name) || !c.canPublish(name): // authorization on the resolved topic (T39, T47)
+		reason = packet.NotAuthorized
+	case p.Props.PayloadFormat == 1 && !utf8.Valid(p.Payload):
+		reason = packet.PayloadFormatInvalid // §3.3.2.3.2
+	}
+	if reason == packet.Success && p.Topic != "" && alias != 0 { // a refused publish does not set the alias (T47)
+		if c.aliasIn == nil {
+			c.aliasIn = make([]string, c.s.cfg.TopicAliasMaximum+1)
+		}
+		c.aliasIn[alias] = name
+	}
+	c.s.stats.received.Add(1)
+
+	if p.QoS == 2 {
+		ss := c.ss
+		ss.mu.Lock()
+		fresh := ss.st.AwaitRelease(p.PacketID)
+		n := len(ss.st.AwaitingRel)
+		if fresh && reason.IsError() {
+			ss.st.Release(p.PacketID) // the flow ends with the error PUBREC
+		}
+		ss.mu.Unlock()
+		if fresh && n > int(c.s.cfg.ReceiveMaximum) {
+			return fmt.Errorf("%w: %d qos 2 publications awaiting release", packet.ReceiveMaximumExceeded, n) // [MQTT-3.3.4-9]
+		}
+		if fresh && reason == packet.Success {
+			reason = c.deliver(p, name)
+		}
+		// A duplicate is acknowledged again but not delivered again (§4.3.3).
+		c.sendAck(&packet.Ack{Type: packet.PUBREC, PacketID: p.PacketID, Reason: reason})
+		return nil
+	}
+	if reason == packet.Success {
+		reason = c.deliver(p, name)
+	}
+	if p.QoS == 1 {
+		c.sendAck(&packet.Ack{Type: packet.PUBACK, PacketID: p.PacketID, Reason: reason})
+	}
+	return nil
+}
+
+// deliver routes an accepted publication and returns the reason for its acknowledgement.
+func (c *conn) deliver(p *packet.Publish, name string) packet.ReasonCode {
+	now := time.Now()
+	msg := newMessage(name, p.Payload, p.QoS, p.Retain, &p.Props, c.client.ClientID, now)
+	p.Payload = nil // the message owns it now
+	if msg.Retain {
+		c.s.retain(msg)
+	}
+	if c.s.route(msg) == 0 && c.version == packet.Version5 {
+		return packet.NoMatchingSubscribers
+	}
+	return packet.Success
+}
+
+func (c *conn) handleAck(a *packet.Ack) error {
+	ss := c.ss
+	now := time.Now()
+	switch a.Type {
+	case packet.PUBACK, packet.PUBCOMP:
+		ss.mu.Lock()
+		if _, ok := ss.st.Ack(a.PacketID, a.Type); ok {
+			c.s.stats.sent.Add(1)
+			ss.pumpLocked(now)
+		}
+		ss.mu.Unlock()
+	case packet.PUBREC:
+		ss.mu.Lock()
+		var ok bool
+		if a.Reason.IsError() { // the receiver refused: the flow ends here [MQTT-4.3.3-?] §4.3.3
+			_, ok = ss.st.Drop(a.PacketID)
+			ss.pumpLocked(now)
+			ss.mu.Unlock()
+			return nil
+		}
+		ok = ss.st.Received(a.PacketID)
+		ss.mu.Unlock()
+		rel := packet.Ack{Type: packet.PUBREL, PacketID: a.PacketID} // [MQTT-4.3.3-4]
+		if !ok && c.version == packet.Version5 {
+			rel.Reason = packet.PacketIdentifierNotFound
+		}
+		c.sendAck(&rel)
+	case packet.PUBREL:
+		ss.mu.Lock()
+		ok := ss.st.Release(a.PacketID)
+		ss.mu.Unlock()
+		comp := packet.Ack{Type: packet.PUBCOMP, PacketID: a.PacketID} // [MQTT-4.3.3-11]
+		if !ok && c.version == packet.Version5 {
+			comp.Reason = packet.PacketIdentifierNotFound
+		}
+		c.sendAck(&comp)
+	}
+	return nil
+}
+
+func (c *conn) handleSubscribe(p *packet.Subscribe) error {
+	s, ss := c.s, c.ss
+	if len(p.Props.SubscriptionIDs) > 1 {
+		return fmt.Errorf("%w: more than one subscription identifier", packet.ProtocolError)
+	}
+	var subID uint32
+	if len(p.Props.SubscriptionIDs) == 1 {
+		subID = p.Props.SubscriptionIDs[0]
+	}
+	reasons := make([]packet.ReasonCode, len(p.Subs))
+	type retainReq struct {
+		filter string
+		opts   packet.Subscription
+	}
+	var sendRetained []retainReq
+	for i, sub := range p.Subs {
+		group, inner, shared, err := topic.ParseShared(sub.Filter)
+		_ = group
+		switch {
+		case err != nil:
+			reasons[i] = packet.TopicFilterInvalid // [MQTT-4.8.2-1] [MQTT-4.8.2-2]
+			continue
+		case shared && sub.NoLocal:
+			return fmt.Errorf("%w: no local on a shared subscription", packet.ProtocolError) // [MQTT-3.8.3-4]
+		}
+		if !shared {
+			inner = sub.Filter
+		}
+		if err := s.limits.CheckFilter(sub.Filter); err != nil {
+			reasons[i] = packet.TopicFilterInvalid
+			continue
+		}
+		if s.cfg.Authorizer != nil && !s.cfg.Authorizer.CanSubscribe(c.client, inner) {
+			reasons[i] = packet.NotAuthorized // CASES T48–T51: decided on the inner filter
+			continue
+		}
+		ss.mu.Lock()
+		_, existed := ss.st.Subs[sub.Filter]
+		if !existed && len(ss.st.Subs) >= s.cfg.MaxSubscriptions {
+			ss.mu.Unlock()
+			reasons[i] = packet.QuotaExceeded // T85
+			continue
+		}
+		ss.st.Subs[sub.Filter] = session.Subscription{Subscription: sub, ID: subID}
+		ss.mu.Unlock()
+		s.subs.Add(sub.Filter, ss, subscription{qos: sub.QoS, noLocal: sub.NoLocal, retainAsPub: sub.RetainAsPublished, id: subID})
+		reasons[i] = packet.ReasonCode(sub.QoS) // [MQTT-3.8.4-?] granted QoS
+		if !shared && (sub.RetainHandling == 0 || sub.RetainHandling == 1 && !existed) {
+			sendRetained = append(sendRetained, retainReq{inner, sub}) // [MQTT-3.3.1-9] [MQTT-3.3.1-10]
+		}
+	}
+	c.sendSubAck(&packet.SubAck{Type: packet.SUBACK, PacketID: p.PacketID, Reasons: reasons}) // [MQTT-3.8.4-1]
+	if len(sendRetained) == 0 {
+		return nil
+	}
+	now := time.Now()
+	var found []topic.Retain[*session.Message]
+	for _, r := range sendRetained {
+		found = s.retained.Match(r.filter, found[:0])
+		for _, m := range found {
+			if m.Value.Expired(now) || !ss.mayReceive(s, m.Name) {
+				continue
+			}
+			d := session.Delivery{Msg: m.Value, QoS: min(m.Value.QoS, r.opts.QoS), Retain: true}
+			if subID != 0 {
+				d.SubIDs = []uint32{subID}
+			}
+			ss.deliver(s, d, now)
+		}
+	}
+	return nil
+}
+
+func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
+	reasons := make([]packet.ReasonCode, len(p.Filters))
+	for i, f := range p.Filters {
+		c.ss.mu.Lock()
+		_, ok := c.ss.st.Subs[f]
+		delete(c.ss.st.Subs, f)
+		c.ss.mu.Unlock()
+		if ok && c.s.subs.Remove(f, c.ss) {
+			reasons[i] = packet.Success
+		} else {
+			reasons[i] = packet.NoSubscriptionExisted
+		}
+	}
+	c.sendSubAck(&packet.SubAck{Type: packet.UNSUBACK, PacketID: p.PacketID, Reasons: reasons}) // [MQTT-3.10.4-4]
+	return nil
+}
+
+func (c *conn) handleDisconnect(p *packet.Disconnect) error {
+	if p.Props.Has(packet.PropSessionExpiry) {
+		if c.expiry == 0 && p.Props.SessionExpiry != 0 {
+			return fmt.Errorf("%w: session expiry set on disconnect after 0 on connect", packet.ProtocolError) // [MQTT-3.14.2-2]
+		}
+		c.expiry = min(p.Props.SessionExpiry, c.s.cfg.MaxSessionExpiry)
+	}
+	if p.Reason != packet.DisconnectWithWill {
+		c.normalDisconnect = true // [MQTT-3.14.4-3] the will is discarded
+	}
+	return errClose
+}
+
+// errReason extracts the reason code a connection error should be reported with.
+func errReason(err error) (packet.ReasonCode, bool) {
+	var rc packet.ReasonCode
+	if errors.As(err, &rc) && rc.IsError() {
+		return rc, true
+	}
+	return 0, false
+}

@@ -1,0 +1,51 @@
+package broker
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"vitalmq/internal/session"
+)
+
+var inprocSeq atomic.Uint64
+
+// Subscribe registers an in-process handler for messages matching filter, as a
+// subscription at QoS 2 that bypasses authorization (the caller is the server itself).
+// fn runs on one goroutine per subscription, in order; up to queue messages wait for it
+// and further ones are dropped and counted, so a slow handler never stalls routing.
+// stop removes the subscription and waits for fn to return.
+func (s *Server) Subscribe(filter string, queue int, fn func(*session.Message)) (stop func(), err error) {
+	if err := s.limits.CheckFilter(filter); err != nil {
+		return nil, err
+	}
+	if queue <= 0 {
+		return nil, errors.New("broker: subscribe: queue must be positive")
+	}
+	ss := newSess("$inproc/" + string(rune('0'+inprocSeq.Add(1)%10)))
+	ss.inbox = make(chan *session.Message, queue)
+	done := make(chan struct{})
+	var once sync.Once
+	s.subs.Add(filter, ss, subscription{qos: 2})
+	s.wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-s.quit:
+				return
+			case m := <-ss.inbox:
+				func() {
+					defer s.recoverTo("in-process subscriber")
+					fn(m)
+				}()
+			}
+		}
+	})
+	return func() {
+		once.Do(func() {
+			s.subs.Remove(filter, ss)
+			close(done)
+		})
+	}, nil
+}

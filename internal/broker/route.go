@@ -1,0 +1,162 @@
+package broker
+
+import (
+	"time"
+
+	"vitalmq/internal/session"
+	"vitalmq/internal/topic"
+)
+
+// router is per-call scratch for route, pooled so routing does not allocate.
+type router struct {
+	m       topic.Matches[*sess, subscription]
+	targets []target
+	seen    map[*sess]int
+}
+
+type target struct {
+	s      *sess
+	qos    byte
+	retain bool
+	subIDs []uint32
+	group  string
+}
+
+// Publish routes a message from in-process code, as if a trusted client had published it:
+// no publish authorization, but every receiver's authorization is still checked. A
+// retained message is stored (an empty payload clears it).
+func (s *Server) Publish(msg *session.Message) error {
+	if err := s.limits.CheckName(msg.Topic); err != nil {
+		return err
+	}
+	if msg.Retain {
+		s.retain(msg)
+	}
+	s.route(msg)
+	return nil
+}
+
+// retain stores or clears the retained message for msg.Topic ([MQTT-3.3.1-5], [MQTT-3.3.1-6]).
+func (s *Server) retain(msg *session.Message) {
+	if len(msg.Payload) == 0 {
+		s.retained.Delete(msg.Topic)
+		return
+	}
+	if _, ok := s.retained.Get(msg.Topic); !ok && s.retained.Len() >= s.cfg.MaxRetained {
+		s.log.Warn("retained message store full; message not retained", "limit", s.cfg.MaxRetained)
+		return
+	}
+	s.retained.Set(msg.Topic, msg)
+}
+
+// route delivers msg to every matching session: once per session, with the highest
+// matching QoS and all matching subscription identifiers; one member per shared group.
+// It returns the number of sessions the message was delivered to.
+func (s *Server) route(msg *session.Message) int {
+	r := s.routes.Get().(*router)
+	defer func() {
+		r.m.Reset()
+		clear(r.targets)
+		r.targets = r.targets[:0]
+		clear(r.seen)
+		s.routes.Put(r)
+	}()
+	s.subs.Match(msg.Topic, &r.m)
+	for _, e := range r.m.Subs {
+		if e.Value.noLocal && msg.Origin != "" && e.Key.clientID == msg.Origin {
+			continue // [MQTT-3.8.3-3]
+		}
+		r.add(e.Key, msg, e.Value, "")
+	}
+	for _, g := range r.m.Groups {
+		members := r.m.Shared[g.Start:g.End]
+		n := len(members)
+		first := int(g.Next.Add(1)-1) % n
+		pick := -1
+		for i := range n { // fair round robin, preferring a connected member
+			j := (first + i) % n
+			if members[j].Key.online.Load() && members[j].Key.mayReceive(s, msg.Topic) {
+				pick = j
+				break
+			}
+		}
+		if pick < 0 {
+			pick = first
+		}
+		e := members[pick]
+		r.add(e.Key, msg, e.Value, e.Filter)
+	}
+	now := time.Now()
+	delivered := 0
+	for i := range r.targets {
+		t := &r.targets[i]
+		if !t.s.mayReceive(s, msg.Topic) {
+			continue
+		}
+		if t.s.deliver(s, session.Delivery{Msg: msg, QoS: t.qos, Retain: t.retain, SubIDs: t.subIDs, Group: t.group}, now) {
+			delivered++
+		}
+	}
+	return delivered
+}
+
+func (r *router) add(ss *sess, msg *session.Message, sub subscription, group string) {
+	qos := min(msg.QoS, sub.qos)
+	retain := msg.Retain && sub.retainAsPub // [MQTT-3.3.1-12] [MQTT-3.3.1-13]
+	if i, ok := r.seen[ss]; ok && group == "" && r.targets[i].group == "" {
+		t := &r.targets[i]
+		t.qos = max(t.qos, qos)
+		t.retain = t.retain || retain
+		if sub.id != 0 {
+			t.subIDs = append(t.subIDs, sub.id) // [MQTT-3.3.4-3]
+		}
+		return
+	}
+	t := target{s: ss, qos: qos, retain: retain, group: group}
+	if sub.id != 0 {
+		t.subIDs = []uint32{sub.id}
+	}
+	r.seen[ss] = len(r.targets)
+	r.targets = append(r.targets, t)
+}
+
+// dropSubscriptions removes an ended session's subscriptions from the trie.
+func (s *Server) dropSubscriptions(ss *sess) {
+	ss.mu.Lock()
+	filters := make([]string, 0, len(ss.st.Subs))
+	for f := range ss.st.Subs {
+		filters = append(filters, f)
+	}
+	ss.mu.Unlock()
+	for _, f := range filters {
+		s.subs.Remove(f, ss)
+	}
+}
+
+// redeliverShared hands the shared-subscription messages a departing member had not
+// completed to another connected member of the same group.
+func (s *Server) redeliverShared(from *sess, ds []session.Delivery) {
+	now := time.Now()
+	var m topic.Matches[*sess, subscription]
+	for _, d := range ds {
+		m.Reset()
+		s.subs.Match(d.Msg.Topic, &m)
+		done := false
+		for _, g := range m.Groups {
+			members := m.Shared[g.Start:g.End]
+			if len(members) == 0 || members[0].Filter != d.Group {
+				continue
+			}
+			for _, e := range members {
+				if e.Key != from && e.Key.online.Load() && e.Key.mayReceive(s, d.Msg.Topic) {
+					d.QoS = min(d.Msg.QoS, e.Value.qos)
+					done = e.Key.deliver(s, d, now)
+					break
+				}
+			}
+		}
+		if !done { // nobody else: keep it in the departing session
+			from.deliver(s, d, now)
+		}
+	}
+}

@@ -1,0 +1,286 @@
+package broker
+
+import (
+	"math"
+	"time"
+	"unicode/utf8"
+
+	"vitalmq/internal/packet"
+	"vitalmq/internal/session"
+)
+
+// startWriter starts the connection's writer goroutine, tracked by the server.
+func (c *conn) startWriter() {
+	c.outMu.Lock()
+	c.writing = true
+	c.outMu.Unlock()
+	c.s.wg.Go(c.writeLoop)
+}
+
+// writeLoop writes whatever producers appended to pending, many packets per write.
+func (c *conn) writeLoop() {
+	defer close(c.writerDone)
+	defer c.s.recoverTo("writer")
+	var spare []byte
+	for range c.wake {
+		c.outMu.Lock()
+		buf := c.pending
+		c.pending = spare[:0]
+		closing := c.closing
+		c.outMu.Unlock()
+		if len(buf) > 0 {
+			if !closing {
+				c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout)) // T76: a stalled reader is dropped
+			}
+			if _, err := c.nc.Write(buf); err != nil {
+				c.outMu.Lock()
+				c.closing = true
+				c.pending = nil
+				c.outMu.Unlock()
+				c.nc.Close()
+				return
+			}
+		}
+		if cap(buf) > 64<<10 {
+			buf = nil // do not keep a burst's buffer for an idle connection
+		}
+		spare = buf
+		if closing {
+			c.nc.Close()
+			return
+		}
+	}
+}
+
+func (c *conn) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// queue appends an encoded packet to the connection's pending bytes.
+func (c *conn) queue(enc func([]byte) []byte) {
+	c.outMu.Lock()
+	if !c.closing {
+		c.pending = enc(c.pending)
+	}
+	c.outMu.Unlock()
+	c.signal()
+}
+
+func (c *conn) sendAck(a *packet.Ack) {
+	c.outMu.Lock()
+	if !c.closing {
+		c.pending = packet.AppendAck(c.pending, a, c.version)
+	}
+	c.outMu.Unlock()
+	c.signal()
+}
+
+func (c *conn) sendSubAck(a *packet.SubAck) {
+	c.queue(func(b []byte) []byte { return packet.AppendSubAck(b, a, c.version) })
+}
+
+// sendPublish encodes a delivery onto the connection. It returns false when the message
+// was not sent and must not be tracked: expired, larger than the client accepts, or a
+// QoS 0 message dropped because the client is not reading. Called with c.ss.mu held.
+func (c *conn) sendPublish(d session.Delivery, id uint16, dup bool, now time.Time) bool {
+	m := d.Msg
+	if m.Expired(now) {
+		return false // [MQTT-3.3.2-5]
+	}
+	p := packet.Publish{Dup: dup, QoS: d.QoS, Retain: d.Retain, Topic: m.Topic, PacketID: id, Payload: m.Payload}
+	if c.version == packet.Version5 {
+		p.Props = m.Props
+		if !m.Expiry.IsZero() { // the remaining lifetime [MQTT-3.3.2-6]
+			p.Props.MessageExpiry = uint32(math.Ceil(m.Expiry.Sub(now).Seconds()))
+			p.Props.Set(packet.PropMessageExpiry)
+		}
+		p.Props.SubscriptionIDs = d.SubIDs
+	}
+	if n, _ := packet.PublishSize(&p, c.version); 1+varintLen(n)+n > c.maxOut {
+		c.s.stats.dropped.Add(1)
+		return false // [MQTT-3.1.2-25] never more than the client's Maximum Packet Size
+	}
+	c.outMu.Lock()
+	if c.closing {
+		c.outMu.Unlock()
+		return id != 0 // a QoS 1/2 message stays in flight for the next connection
+	}
+	if id == 0 && len(c.pending) > c.s.cfg.MaxPendingWrite {
+		c.outMu.Unlock()
+		c.s.stats.dropped.Add(1)
+		return false // T76: a slow consumer loses QoS 0, never stalls the publisher
+	}
+	if c.aliasOutMax > 0 {
+		if a, ok := c.aliasOut[m.Topic]; ok {
+			p.Topic = ""
+			p.Props.TopicAlias = a
+			p.Props.Set(packet.PropTopicAlias)
+		} else if len(c.aliasOut) < int(c.aliasOutMax) {
+			if c.aliasOut == nil {
+				c.aliasOut = make(map[string]uint16)
+			}
+			a := uint16(len(c.aliasOut) + 1) // [MQTT-3.3.2-10] within the client's Topic Alias Maximum
+			c.aliasOut[m.Topic] = a
+			p.Props.TopicAlias = a
+			p.Props.Set(packet.PropTopicAlias)
+		}
+	}
+	c.pending = packet.AppendPublish(c.pending, &p, c.version)
+	c.outMu.Unlock()
+	if id == 0 {
+		c.s.stats.sent.Add(1)
+	}
+	c.signal()
+	return true
+}
+
+func varintLen(n int) int {
+	switch {
+	case n < 128:
+		return 1
+	case n < 16384:
+		return 2
+	case n < 2097152:
+		return 3
+	}
+	return 4
+}
+
+// kick asks the connection to close: a 5.0 client is told why (DISCONNECT with rc,
+// [MQTT-3.14.0-1] server-initiated), pending bytes are flushed, then the socket is closed.
+func (c *conn) kick(rc packet.ReasonCode) {
+	c.outMu.Lock()
+	writing := c.writing
+	if !c.closing && writing && c.version == packet.Version5 {
+		c.pending = packet.AppendDisconnect(c.pending, &packet.Disconnect{Reason: rc}, c.version)
+	}
+	c.closing = true
+	c.outMu.Unlock()
+	if !writing {
+		c.nc.Close()
+		return
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	c.signal()
+}
+
+// finish ends the connection: reports a protocol error to a 5.0 client, flushes, detaches
+// the session and publishes the will when the client did not disconnect normally.
+func (c *conn) finish(err error) {
+	s := c.s
+	c.outMu.Lock()
+	writing := c.writing
+	if writing && !c.closing && c.version == packet.Version5 {
+		if rc, ok := errReason(err); ok { // [MQTT-4.13.1-1] DISCONNECT with the reason, then close
+			d := packet.Disconnect{Reason: rc}
+			if c.problemInfo && err != nil {
+				msg := err.Error()
+				if len(msg) > 128 || !utf8.ValidString(msg) {
+					msg = rc.Error()
+				}
+				d.Props.ReasonString = msg
+				d.Props.Set(packet.PropReasonString)
+			}
+			c.pending = packet.AppendDisconnect(c.pending, &d, c.version)
+		}
+	}
+	c.closing = true
+	c.outMu.Unlock()
+	if writing {
+		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		c.signal()
+		<-c.writerDone
+	}
+	c.nc.Close()
+	if c.ss != nil {
+		s.stats.connected.Add(-1)
+		c.detach()
+	}
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	close(c.done)
+	if err != nil && err != errClose {
+		s.log.Debug("connection closed", "remote", c.nc.RemoteAddr().String(), "err", err)
+	}
+}
+
+// detach takes the session offline: schedules its expiry, publishes or schedules the
+// will, and hands unfinished shared-subscription messages to another group member.
+func (c *conn) detach() {
+	s, ss := c.s, c.ss
+	now := time.Now()
+	var will *session.Message
+	var shared []session.Delivery
+	ended := false
+	s.mu.Lock()
+	ss.mu.Lock()
+	if ss.conn == c {
+		ss.conn = nil
+		ss.online.Store(false)
+		if c.will != nil && !c.normalDisconnect {
+			if c.willDelay == 0 || c.expiry == 0 {
+				will = c.will // [MQTT-3.1.2-8]
+			} else {
+				ss.will = c.will // published by the janitor unless the session resumes [MQTT-3.1.3-9]
+				ss.willAt = now.Add(time.Duration(min(c.willDelay, c.expiry)) * time.Second)
+			}
+		}
+		kept := ss.st.Inflight[:0]
+		for _, f := range ss.st.Inflight {
+			if f.Delivery.Group != "" && !f.Released {
+				shared = append(shared, f.Delivery)
+				continue
+			}
+			kept = append(kept, f)
+		}
+		clear(ss.st.Inflight[len(kept):])
+		ss.st.Inflight = kept
+		q := ss.st.Queue[:0]
+		for _, d := range ss.st.Queue {
+			if d.Group != "" {
+				shared = append(shared, d)
+				ss.st.QueuedBytes -= len(d.Msg.Payload) + len(d.Msg.Topic)
+				continue
+			}
+			q = append(q, d)
+		}
+		clear(ss.st.Queue[len(q):])
+		ss.st.Queue = q
+		switch {
+		case c.expiry == 0: // [MQTT-3.1.2-23] the session ends with the connection
+			ss.ended = true
+			ended = true
+			if s.sessions[ss.clientID] == ss {
+				delete(s.sessions, ss.clientID)
+			}
+		case c.expiry != math.MaxUint32:
+			ss.expireAt = now.Add(time.Duration(c.expiry) * time.Second)
+		}
+	}
+	ss.mu.Unlock()
+	s.mu.Unlock()
+	if len(shared) > 0 {
+		s.redeliverShared(ss, shared)
+	}
+	if ended {
+		s.dropSubscriptions(ss)
+	}
+	if will != nil {
+		s.sendWill(c.client, will)
+	}
+}
+
+// sendWill publishes a will if its client may still publish there.
+func (s *Server) sendWill(cl *Client, w *session.Message) {
+	if cl == nil || s.cfg.Authorizer != nil && !s.cfg.Authorizer.CanPublish(cl, w.Topic) {
+		return
+	}
+	if w.Retain {
+		s.retain(w)
+	}
+	s.route(w)
+}

@@ -1,0 +1,186 @@
+// Package config reads the vitalmq configuration file (TOML) into each package's Config,
+// fills defaults, and refuses bad values with a message naming the setting.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Example is the documented example configuration, also the embedded default.
+//
+//go:embed example.toml
+var Example string
+
+// File is the configuration file's schema.
+type File struct {
+	LogLevel  string     `toml:"log_level"`
+	Broker    Broker     `toml:"broker"`
+	Listeners []Listener `toml:"listener"`
+	ACL       ACL        `toml:"acl"`
+}
+
+// Broker holds the broker limits; zero means the broker's default (see broker.Config).
+type Broker struct {
+	ConnectTimeout       Duration `toml:"connect_timeout"`
+	PreAuthMaxPacketSize int      `toml:"pre_auth_max_packet_size"`
+	MaxPacketSize        int      `toml:"max_packet_size"`
+	MaxKeepAlive         int      `toml:"max_keep_alive"`
+	ReceiveMaximum       int      `toml:"receive_maximum"`
+	MaxInflight          int      `toml:"max_inflight"`
+	MaxQueuedMessages    int      `toml:"max_queued_messages"`
+	MaxQueuedBytes       int      `toml:"max_queued_bytes"`
+	MaxPendingWrite      int      `toml:"max_pending_write"`
+	WriteTimeout         Duration `toml:"write_timeout"`
+	TopicAliasMaximum    int      `toml:"topic_alias_maximum"`
+	MaxSubscriptions     int      `toml:"max_subscriptions"`
+	MaxTopicLength       int      `toml:"max_topic_length"`
+	MaxTopicLevels       int      `toml:"max_topic_levels"`
+	MaxClientIDLength    int      `toml:"max_client_id_length"`
+	MaxSessionExpiry     Duration `toml:"max_session_expiry"`
+	MaxRetained          int      `toml:"max_retained"`
+	SysInterval          Duration `toml:"sys_interval"`
+}
+
+// Listener is one [[listener]] table.
+type Listener struct {
+	Name           string `toml:"name"`
+	Type           string `toml:"type"` // tcp, tls, ws, wss
+	Address        string `toml:"address"`
+	AllowAnonymous bool   `toml:"allow_anonymous"`
+	CertFile       string `toml:"cert_file"`
+	KeyFile        string `toml:"key_file"`
+	Path           string `toml:"path"` // ws, wss: the HTTP path, default /mqtt
+}
+
+// ACL is the access policy. For now: filters nobody may subscribe to.
+type ACL struct {
+	DenySubscribe []string `toml:"deny_subscribe"`
+}
+
+// Duration is a time.Duration written as "10s", "5m", "168h".
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a duration.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (use e.g. \"10s\", \"5m\")", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// Load reads path, or the embedded default when path is "".
+func Load(path string) (*File, error) {
+	data := []byte(Example)
+	name := "embedded default"
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		data, name = b, path
+	}
+	return Parse(name, data)
+}
+
+// Parse decodes and validates a configuration. Unknown settings are refused.
+func Parse(name string, data []byte) (*File, error) {
+	var f File
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&f)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return nil, fmt.Errorf("config %s: unknown setting %s", name, strings.Join(keys, ", "))
+	}
+	if err := f.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	return &f, nil
+}
+
+// Validate checks the listeners: a plaintext listener and anonymous access are allowed
+// only on a loopback address, so no configuration can expose an open broker.
+func (f *File) Validate() error {
+	var errs []error
+	if _, err := f.Level(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(f.Listeners) == 0 {
+		errs = append(errs, errors.New("listener: at least one [[listener]] is required"))
+	}
+	names := map[string]bool{}
+	for i := range f.Listeners {
+		l := &f.Listeners[i]
+		at := fmt.Sprintf("listener[%d]", i)
+		if l.Name == "" {
+			l.Name = fmt.Sprintf("%s-%d", l.Type, i)
+		}
+		if names[l.Name] {
+			errs = append(errs, fmt.Errorf("%s.name: duplicate name %q", at, l.Name))
+		}
+		names[l.Name] = true
+		switch l.Type {
+		case "tcp", "ws", "tls", "wss":
+		default:
+			errs = append(errs, fmt.Errorf("%s.type: %q is not one of tcp, tls, ws, wss", at, l.Type))
+			continue
+		}
+		host, _, err := net.SplitHostPort(l.Address)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s.address: %q: %w", at, l.Address, err))
+			continue
+		}
+		loopback := isLoopback(host)
+		plain := l.Type == "tcp" || l.Type == "ws"
+		if plain && !loopback {
+			errs = append(errs, fmt.Errorf("%s.address: plaintext %s listener on %q: only loopback addresses may be plaintext; use type \"tls\" or \"wss\"", at, l.Type, l.Address))
+		}
+		if l.AllowAnonymous && !loopback {
+			errs = append(errs, fmt.Errorf("%s.allow_anonymous: anonymous access is allowed only on loopback addresses, not %q", at, l.Address))
+		}
+		if !plain && (l.CertFile == "" || l.KeyFile == "") {
+			errs = append(errs, fmt.Errorf("%s.cert_file: a %s listener needs cert_file and key_file", at, l.Type))
+		}
+		if l.Path == "" {
+			l.Path = "/mqtt"
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// Level is the log level.
+func (f *File) Level() (slog.Level, error) {
+	var l slog.Level
+	if f.LogLevel == "" {
+		return slog.LevelInfo, nil
+	}
+	if err := l.UnmarshalText([]byte(f.LogLevel)); err != nil {
+		return 0, fmt.Errorf("log_level: %q is not one of debug, info, warn, error", f.LogLevel)
+	}
+	return l, nil
+}
