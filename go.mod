@@ -8,3 +8,10 @@ require (
 	github.com/google/go-cmp v0.7.0
 	golang.org/x/sync v0.25.0
 )
+
+require (
+	github.com/eclipse/paho.golang v0.23.0 // indirect
+	github.com/eclipse/paho.mqtt.golang v1.5.1 // indirect
+	github.com/gorilla/websocket v1.5.3 // indirect
+	golang.org/x/net v0.44.0 // indirect
+)

@@ -75,9 +75,8 @@ func (c *conn) serve() {
 	var err error
 	defer func() {
 		if r := recover(); r != nil {
-			c.s.recoverTo("connection") // logs; re-panic not needed
-			_ = r
-			err = fmt.Errorf("panic: %v", r)
+			c.s.logPanic("connection", r)
+			err = fmt.Errorf("%w: internal error", packet.ImplementationSpecificError)
 		}
 		c.finish(err)
 	}()
@@ -341,9 +340,6 @@ func (c *conn) attach(p *packet.Connect) error {
 		case <-s.quit:
 			return ErrServerClosed
 		}
-	}
-	if ss == nil {
-		return errClose
 	}
 	c.ss = ss
 	c.startWriter()

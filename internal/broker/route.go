@@ -71,7 +71,7 @@ func (s *Server) route(msg *session.Message) int {
 	for _, g := range r.m.Groups {
 		members := r.m.Shared[g.Start:g.End]
 		n := len(members)
-		first := int(g.Next.Add(1)-1) % n
+		first := int((g.Next.Add(1) - 1) % uint64(n))
 		pick := -1
 		for i := range n { // fair round robin, preferring a connected member
 			j := (first + i) % n

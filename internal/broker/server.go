@@ -191,10 +191,15 @@ func (s *Server) closeConns() {
 }
 
 // recoverTo converts a panic in a goroutine into a log line; it never crashes the process.
+// It must be deferred directly: defer s.recoverTo("where").
 func (s *Server) recoverTo(where string) {
 	if r := recover(); r != nil {
-		s.log.Error("panic recovered", "where", where, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		s.logPanic(where, r)
 	}
+}
+
+func (s *Server) logPanic(where string, r any) {
+	s.log.Error("panic recovered", "where", where, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 }
 
 // janitor runs timed work: delayed wills, session expiry, $SYS statistics.
