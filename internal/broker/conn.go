@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -37,6 +36,7 @@ type conn struct {
 	willDelay  uint32
 	expiry     uint32 // session expiry interval in force
 	authMethod string
+	authData   []byte // server data for the CONNACK of an enhanced authentication
 
 	// limits from the client's CONNECT
 	sendQuota   int    // min(client Receive Maximum, MaxInflight); read under ss.mu
@@ -185,9 +185,6 @@ func (c *conn) checkConnect(p *packet.Connect) (packet.ReasonCode, error) {
 	if p.ClientID == "" && !p.CleanStart && p.Version < packet.Version5 {
 		return packet.ClientIdentifierNotValid, fmt.Errorf("%w: empty client identifier without clean session", packet.ClientIdentifierNotValid) // [MQTT-3.1.3-8] 3.1.1
 	}
-	if p.Props.AuthMethod == "" && len(p.Props.AuthData) > 0 {
-		return packet.ProtocolError, fmt.Errorf("%w: authentication data without method", packet.ProtocolError) // §3.1.2.11.10
-	}
 	if p.Props.AuthMethod != "" {
 		if _, ok := cfg.Authenticator.(EnhancedAuthenticator); !ok {
 			return packet.BadAuthenticationMethod, fmt.Errorf("%w: %q", packet.BadAuthenticationMethod, p.Props.AuthMethod)
@@ -196,13 +193,71 @@ func (c *conn) checkConnect(p *packet.Connect) (packet.ReasonCode, error) {
 	return packet.Success, nil
 }
 
-// EnhancedAuthenticator is an Authenticator that also takes part in MQTT 5.0 enhanced
-// authentication (AUTH packets). The broker refuses an Authentication Method unless the
-// configured Authenticator implements it.
+// EnhancedAuthenticator is an Authenticator that also runs MQTT 5.0 enhanced
+// authentication (§4.12): a CONNECT with an Authentication Method starts an exchange of
+// AUTH packets. Without one, such a CONNECT is refused with Bad Authentication Method.
 type EnhancedAuthenticator interface {
 	Authenticator
-	// SupportsMethod reports whether method is supported.
-	SupportsMethod(method string) bool
+	// StartAuth begins an exchange for req.AuthMethod; an error refuses the CONNECT
+	// (a packet.ReasonCode in the chain picks the code, default Bad Authentication Method).
+	StartAuth(ctx context.Context, req *ConnectRequest) (AuthExchange, error)
+}
+
+// AuthExchange is one client's enhanced authentication in progress.
+type AuthExchange interface {
+	// Step takes the client's Authentication Data and returns the data to send back.
+	// It returns the client's identity when authentication succeeded, nil to continue
+	// (the reply goes in an AUTH 0x18), or an error to refuse.
+	Step(ctx context.Context, data []byte) (reply []byte, client *Client, err error)
+}
+
+// maxAuthRounds caps the AUTH packets of one enhanced authentication (CASES T83); the
+// CONNECT deadline caps its duration.
+const maxAuthRounds = 8
+
+// enhancedAuth runs the AUTH exchange of a CONNECT and returns the identity and the data
+// for the CONNACK.
+func (c *conn) enhancedAuth(req *ConnectRequest) (*Client, []byte, error) {
+	ea := c.s.cfg.Authenticator.(EnhancedAuthenticator) // checked by checkConnect
+	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.ConnectTimeout)
+	defer cancel()
+	ex, err := ea.StartAuth(ctx, req)
+	if err != nil {
+		if _, ok := errReason(err); !ok {
+			err = fmt.Errorf("%w: %w", packet.BadAuthenticationMethod, err)
+		}
+		return nil, nil, err
+	}
+	data := req.AuthData
+	for range maxAuthRounds {
+		reply, client, err := ex.Step(ctx, data)
+		if err != nil || client != nil {
+			return client, reply, err
+		}
+		a := packet.Disconnect{Type: packet.AUTH, Reason: packet.ContinueAuthentication}
+		a.Props.AuthMethod, a.Props.AuthData = req.AuthMethod, reply
+		a.Props.Set(packet.PropAuthMethod)
+		a.Props.Set(packet.PropAuthData)
+		if _, err := c.nc.Write(packet.AppendDisconnect(nil, &a, packet.Version5)); err != nil {
+			return nil, nil, err
+		}
+		h, body, err := c.readPacket(c.s.cfg.PreAuthMaxPacketSize)
+		if err != nil {
+			return nil, nil, err
+		}
+		if h.Type != packet.AUTH {
+			return nil, nil, fmt.Errorf("%w: %v during authentication", packet.ProtocolError, h.Type) // §4.12
+		}
+		var in packet.Disconnect
+		if err := packet.DecodeDisconnect(&in, h.Type, body, packet.Version5); err != nil {
+			return nil, nil, err
+		}
+		if in.Reason != packet.ContinueAuthentication || in.Props.AuthMethod != req.AuthMethod {
+			return nil, nil, fmt.Errorf("%w: auth reason %#x or method changed", packet.ProtocolError, byte(in.Reason)) // [MQTT-4.12.0-?] §4.12
+		}
+		data = in.Props.AuthData
+	}
+	return nil, nil, fmt.Errorf("%w: more than %d authentication rounds", packet.NotAuthorized, maxAuthRounds)
 }
 
 func (c *conn) authenticate(p *packet.Connect) (*Client, error) {
@@ -211,6 +266,11 @@ func (c *conn) authenticate(p *packet.Connect) (*Client, error) {
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		st := tc.ConnectionState()
 		req.TLS = &st
+	}
+	if req.AuthMethod != "" {
+		cl, data, err := c.enhancedAuth(req)
+		c.authData = data
+		return cl, err
 	}
 	if a := c.s.cfg.Authenticator; a != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.ConnectTimeout)
@@ -351,6 +411,13 @@ func (c *conn) attach(p *packet.Connect) error {
 		ack.Props.Set(packet.PropTopicAliasMaximum)
 		ack.Props.Set(packet.PropMaximumPacketSize)
 	}
+	if c.authMethod != "" {
+		ack.Props.AuthMethod, ack.Props.AuthData = c.authMethod, c.authData
+		ack.Props.Set(packet.PropAuthMethod)
+		if len(c.authData) > 0 {
+			ack.Props.Set(packet.PropAuthData)
+		}
+	}
 	c.outMu.Lock()
 	c.pending = packet.AppendConnack(c.pending, &ack, p.Version)
 	c.outMu.Unlock()
@@ -457,7 +524,6 @@ func newMessage(name string, payload []byte, qos byte, retain bool, props *packe
 		m.Props.Present &= 1<<packet.PropPayloadFormat | 1<<packet.PropContentType | 1<<packet.PropResponseTopic |
 			1<<packet.PropCorrelationData | 1<<packet.PropUserProperty
 		m.Props.SubscriptionIDs = nil
-		m.Props.User = slices.Clone(props.User) // the decoder reuses its slice
 		if props.Has(packet.PropMessageExpiry) {
 			m.Expiry = now.Add(time.Duration(props.MessageExpiry) * time.Second)
 		}

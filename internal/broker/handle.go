@@ -158,14 +158,13 @@ func (c *conn) handleAck(a *packet.Ack) error {
 		ss.mu.Unlock()
 	case packet.PUBREC:
 		ss.mu.Lock()
-		var ok bool
-		if a.Reason.IsError() { // the receiver refused: the flow ends here [MQTT-4.3.3-?] §4.3.3
-			_, ok = ss.st.Drop(a.PacketID)
+		if a.Reason.IsError() { // the receiver refused the message: the flow ends here (§4.3.3)
+			ss.st.Drop(a.PacketID)
 			ss.pumpLocked(now)
 			ss.mu.Unlock()
 			return nil
 		}
-		ok = ss.st.Received(a.PacketID)
+		ok := ss.st.Received(a.PacketID)
 		ss.mu.Unlock()
 		rel := packet.Ack{Type: packet.PUBREL, PacketID: a.PacketID} // [MQTT-4.3.3-4]
 		if !ok && c.version == packet.Version5 {
@@ -201,8 +200,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	}
 	var sendRetained []retainReq
 	for i, sub := range p.Subs {
-		group, inner, shared, err := topic.ParseShared(sub.Filter)
-		_ = group
+		_, inner, shared, err := topic.ParseShared(sub.Filter)
 		switch {
 		case err != nil:
 			reasons[i] = packet.TopicFilterInvalid // [MQTT-4.8.2-1] [MQTT-4.8.2-2]

@@ -90,6 +90,9 @@ func (c *conn) sendPublish(d session.Delivery, id uint16, dup bool, now time.Tim
 	if m.Expired(now) {
 		return false // [MQTT-3.3.2-5]
 	}
+	if d.QoS == 0 && len(d.SubIDs) == 0 && c.aliasOutMax == 0 && m.Expiry.IsZero() {
+		return c.sendShared(d)
+	}
 	p := packet.Publish{Dup: dup, QoS: d.QoS, Retain: d.Retain, Topic: m.Topic, PacketID: id, Payload: m.Payload}
 	if c.version == packet.Version5 {
 		p.Props = m.Props
@@ -133,6 +136,37 @@ func (c *conn) sendPublish(d session.Delivery, id uint16, dup bool, now time.Tim
 	if id == 0 {
 		c.s.stats.sent.Add(1)
 	}
+	c.signal()
+	return true
+}
+
+// sendShared sends a QoS 0 delivery whose bytes are the same for every subscriber of the
+// same protocol version: encoded once per message, then copied.
+func (c *conn) sendShared(d session.Delivery) bool {
+	m := d.Msg
+	slot := session.EncodedSlot(c.version == packet.Version5, d.Retain)
+	b := m.Encoded(slot)
+	if b == nil {
+		p := packet.Publish{Retain: d.Retain, Topic: m.Topic, Payload: m.Payload}
+		if c.version == packet.Version5 {
+			p.Props = m.Props
+		}
+		b = packet.AppendPublish(nil, &p, c.version)
+		m.SetEncoded(slot, b)
+	}
+	if len(b) > c.maxOut {
+		c.s.stats.dropped.Add(1)
+		return false // [MQTT-3.1.2-25]
+	}
+	c.outMu.Lock()
+	if c.closing || len(c.pending) > c.s.cfg.MaxPendingWrite {
+		c.outMu.Unlock()
+		c.s.stats.dropped.Add(1)
+		return false
+	}
+	c.pending = append(c.pending, b...)
+	c.outMu.Unlock()
+	c.s.stats.sent.Add(1)
 	c.signal()
 	return true
 }

@@ -4,7 +4,7 @@ import "fmt"
 
 // ErrProtocolName is returned for a CONNECT whose protocol name is not MQTT (or MQIsdp
 // for level 3). The server closes the connection without a CONNACK ([MQTT-3.1.2-1]).
-var ErrProtocolName = fmt.Errorf("%w: unknown protocol name", MalformedPacket)
+var ErrProtocolName error = &codeError{MalformedPacket, "unknown protocol name"}
 
 // Will is the will message carried by a CONNECT.
 type Will struct {
@@ -73,11 +73,14 @@ func DecodeConnect(c *Connect, body []byte) error {
 	}
 	if c.Version == Version5 {
 		d.properties(&c.Props, CONNECT)
+		if d.err == nil && c.Props.Has(PropAuthData) && !c.Props.Has(PropAuthMethod) {
+			return fmt.Errorf("%w: authentication data without method", ProtocolError) // §3.1.2.11.10
+		}
 	} else {
 		c.Props = Properties{}
 	}
 	c.ClientID = d.string("client identifier") // [MQTT-3.1.3-4]
-	c.Will.Topic, c.Will.Payload, c.Username, c.Password = "", nil, "", nil
+	c.Will.Topic, c.Will.Payload, c.Will.Props, c.Username, c.Password = "", nil, Properties{}, "", nil
 	if c.HasWill {
 		if c.Version == Version5 {
 			d.properties(&c.Will.Props, willProps)
@@ -201,8 +204,11 @@ func DecodeConnack(c *Connack, body []byte, version byte) error {
 	c.Reason = ReasonCode(code)
 	if version == Version5 {
 		d.properties(&c.Props, CONNACK)
-	} else if d.err == nil {
-		c.Reason = connackCodeFrom311(code)
+	} else {
+		c.Props = Properties{}
+		if d.err == nil {
+			c.Reason = connackCodeFrom311(code)
+		}
 	}
 	if d.err == nil && !d.empty() {
 		return fmt.Errorf("%w: trailing bytes in connack", MalformedPacket)

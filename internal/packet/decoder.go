@@ -61,13 +61,17 @@ func (d *decoder) varint(what string) int {
 		if d.err != nil {
 			return 0
 		}
+		if c == 0 && i > 0 {
+			d.fail(fmt.Errorf("%s: %w", what, ErrVarint)) // not the shortest form [MQTT-1.5.5-1]
+			return 0
+		}
 		n += int(c&0x7F) * mult
 		if c&0x80 == 0 {
 			return n
 		}
 		mult <<= 7
 	}
-	d.fail(fmt.Errorf("%w: %s: variable byte integer longer than 4 bytes", MalformedPacket, what))
+	d.fail(fmt.Errorf("%s: %w", what, ErrVarint))
 	return 0
 }
 
@@ -138,10 +142,20 @@ func appendUint32(dst []byte, v uint32) []byte {
 	return append(dst, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
 }
 
+// appendString and appendBinary refuse a value longer than a two-byte length can say:
+// truncating the length would let the rest be read as another packet (packet injection).
+// Callers validate lengths first (the broker caps topics, ids and strings), so this panic
+// is a programming error, contained by the connection's recover.
 func appendString(dst []byte, s string) []byte {
+	if len(s) > 65535 {
+		panic("packet: string longer than 65535 bytes")
+	}
 	return append(appendUint16(dst, uint16(len(s))), s...)
 }
 
 func appendBinary(dst []byte, b []byte) []byte {
+	if len(b) > 65535 {
+		panic("packet: binary data longer than 65535 bytes")
+	}
 	return append(appendUint16(dst, uint16(len(b))), b...)
 }

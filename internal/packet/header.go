@@ -58,8 +58,19 @@ type FixedHeader struct {
 // Size is the size of the whole packet on the wire.
 func (h FixedHeader) Size() int { return 1 + varintSize(h.Remaining) + h.Remaining }
 
-// ErrVarint is returned for a Variable Byte Integer longer than four bytes.
-var ErrVarint = fmt.Errorf("%w: variable byte integer longer than 4 bytes", MalformedPacket)
+// ErrVarint is returned for a Variable Byte Integer longer than four bytes or not in its
+// shortest form ([MQTT-1.5.5-1]).
+var ErrVarint error = &codeError{MalformedPacket, "variable byte integer longer than 4 bytes or not minimal"}
+
+// codeError is a sentinel error wrapping a reason code, formatted when used (a package
+// variable built with fmt.Errorf would be formatted before the reason names exist).
+type codeError struct {
+	rc  ReasonCode
+	msg string
+}
+
+func (e *codeError) Error() string { return e.rc.Error() + ": " + e.msg }
+func (e *codeError) Unwrap() error { return e.rc }
 
 // ReadHeader reads a fixed header. It consumes at most five bytes: a continuation bit on the
 // fourth length byte is an error ([MQTT-1.5.5-1]), so an endless stream of 0x80 stops here.
@@ -80,6 +91,9 @@ func ReadHeader(r io.ByteReader) (FixedHeader, error) {
 				err = io.ErrUnexpectedEOF
 			}
 			return h, err
+		}
+		if c == 0 && i > 0 {
+			return h, ErrVarint // a trailing zero byte is not the shortest form [MQTT-1.5.5-1]
 		}
 		h.Remaining += int(c&0x7F) * mult
 		if c&0x80 == 0 {
@@ -133,6 +147,9 @@ func varintSize(n int) int {
 }
 
 func appendVarint(dst []byte, n int) []byte {
+	if n < 0 || n > MaxRemaining {
+		panic("packet: variable byte integer out of range") // see appendString
+	}
 	for {
 		b := byte(n & 0x7F)
 		n >>= 7

@@ -147,10 +147,13 @@ func TestTypeString(t *testing.T) {
 // TestSentinelErrorText: ErrVarint and ErrProtocolName are built at package initialisation;
 // their text should name the reason like every other error does.
 func TestSentinelErrorText(t *testing.T) {
-	for name, err := range map[string]error{"ErrVarint": packet.ErrVarint, "ErrProtocolName": packet.ErrProtocolName} {
+	var bad []string
+	for _, err := range []error{packet.ErrVarint, packet.ErrProtocolName} {
 		if !strings.HasPrefix(err.Error(), "mqtt: malformed packet:") {
-			t.Skipf("BUG: %s.Error() = %q, want prefix %q: the var is initialised before reasonNames "+
-				"(reason.go), so MalformedPacket.Error() falls back to the numeric form", name, err.Error(), "mqtt: malformed packet:")
+			bad = append(bad, err.Error())
 		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("error text %q, want prefix %q", bad, "mqtt: malformed packet:")
 	}
 }

@@ -142,7 +142,7 @@ func (d *decoder) properties(p *Properties, t Type) {
 	}
 	sub := decoder{b: d.b[:n]}
 	d.b = d.b[n:]
-	*p = Properties{User: p.User[:0], SubscriptionIDs: p.SubscriptionIDs[:0]}
+	*p = Properties{} // fresh slices: a decoded packet may be kept after the next decode
 	for sub.err == nil && !sub.empty() {
 		idv := sub.varint("property identifier")
 		if sub.err != nil {
@@ -225,7 +225,7 @@ func (d *decoder) properties(p *Properties, t Type) {
 				sub.fail(fmt.Errorf("%w: maximum qos %d", ProtocolError, p.MaximumQoS))
 			}
 		case PropRetainAvailable:
-			p.RetainAvailable = sub.byte("retain available")
+			p.RetainAvailable = sub.flag("retain available")
 		case PropUserProperty:
 			k := sub.string("user property name")
 			v := sub.string("user property value")
@@ -236,14 +236,23 @@ func (d *decoder) properties(p *Properties, t Type) {
 				sub.fail(fmt.Errorf("%w: maximum packet size 0", ProtocolError)) // §3.1.2.11.4
 			}
 		case PropWildcardSubAvailable:
-			p.WildcardSubAvailable = sub.byte("wildcard subscription available")
+			p.WildcardSubAvailable = sub.flag("wildcard subscription available")
 		case PropSubIDAvailable:
-			p.SubIDAvailable = sub.byte("subscription identifier available")
+			p.SubIDAvailable = sub.flag("subscription identifier available")
 		case PropSharedSubAvailable:
-			p.SharedSubAvailable = sub.byte("shared subscription available")
+			p.SharedSubAvailable = sub.flag("shared subscription available")
 		}
 	}
 	d.fail(sub.err)
+}
+
+// flag reads a byte property whose only values are 0 and 1 (§3.2.2.3).
+func (d *decoder) flag(what string) byte {
+	v := d.byte(what)
+	if v > 1 {
+		d.fail(fmt.Errorf("%w: %s %d", ProtocolError, what, v))
+	}
+	return v
 }
 
 func typeOrWill(t Type) string {

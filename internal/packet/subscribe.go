@@ -185,10 +185,19 @@ func DecodeSubAck(s *SubAck, t Type, body []byte, version byte) error {
 	s.PacketID = d.uint16("packet identifier")
 	if version == Version5 {
 		d.properties(&s.Props, t)
+	} else {
+		s.Props = Properties{}
+		if t == UNSUBACK && d.err == nil && !d.empty() {
+			return fmt.Errorf("%w: 3.1.1 unsuback with a payload", MalformedPacket) // 3.1.1 §3.11.1
+		}
 	}
 	s.Reasons = s.Reasons[:0]
 	for d.err == nil && !d.empty() {
-		s.Reasons = append(s.Reasons, ReasonCode(d.byte("reason code")))
+		rc := ReasonCode(d.byte("reason code"))
+		if version < Version5 && rc > 2 && rc != 0x80 {
+			return fmt.Errorf("%w: 3.1.1 suback return code %#x", MalformedPacket, byte(rc)) // 3.1.1 [MQTT-3.9.3-2]
+		}
+		s.Reasons = append(s.Reasons, rc)
 	}
 	return d.err
 }

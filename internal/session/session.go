@@ -8,6 +8,7 @@
 package session
 
 import (
+	"sync/atomic"
 	"time"
 
 	"vitalmq/internal/packet"
@@ -27,6 +28,33 @@ type Message struct {
 	Expiry time.Time
 	// Origin is the publishing client's identifier, for No Local; empty for the server itself.
 	Origin string
+
+	// encoded caches the QoS 0 PUBLISH encoding shared by every subscriber that gets the
+	// same bytes: by protocol (3.1.1, 5.0) and RETAIN flag.
+	encoded [4]atomic.Pointer[[]byte]
+}
+
+// Encoded returns the cached QoS 0 encoding for slot (see EncodedSlot), or nil.
+func (m *Message) Encoded(slot int) []byte {
+	if p := m.encoded[slot].Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// SetEncoded caches a QoS 0 encoding for slot.
+func (m *Message) SetEncoded(slot int, b []byte) { m.encoded[slot].Store(&b) }
+
+// EncodedSlot is the cache slot for a protocol version and RETAIN flag.
+func EncodedSlot(v5, retain bool) int {
+	i := 0
+	if v5 {
+		i = 2
+	}
+	if retain {
+		i++
+	}
+	return i
 }
 
 // Expired reports whether the message has expired at now.
