@@ -542,7 +542,6 @@ func invalidCases() []codecCase {
 
 func allCases() []codecCase { return append(validCases(), invalidCases()...) }
 
-
 func TestDecodeTable(t *testing.T) {
 	for _, c := range allCases() {
 		t.Run(c.name, func(t *testing.T) {
