@@ -16,6 +16,7 @@ const usage = `vitalmq: a secure MQTT 3.1.1 / 5.0 broker for remote patient moni
 Usage:
   vitalmq serve [--config FILE]   run the broker (embedded defaults without --config)
   vitalmq config                  print the documented default configuration
+  vitalmq bench pubsub|conns      load generator against a loopback broker (see "vitalmq bench")
   vitalmq version                 print the version
 
 Run "vitalmq serve --help" for the serve options.
@@ -46,6 +47,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stdout, stderr)
 	case "config":
 		return printConfig(stdout)
+	case "bench":
+		return bench(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "vitalmq", version)
 		return nil

@@ -1,0 +1,166 @@
+package loadgen
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"vitalmq/internal/broker"
+	"vitalmq/internal/packet"
+)
+
+// startBroker runs the real broker in-process on 127.0.0.1:0 (anonymous, $SYS off) and
+// stops it at the end of the test.
+func startBroker(t *testing.T, cfg broker.Config) string {
+	t.Helper()
+	cfg.SysInterval = -1
+	srv, err := broker.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln, broker.ListenerOptions{Name: "t", AllowAnonymous: true}) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-done; !errors.Is(err, broker.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+func TestPubSubEndToEnd(t *testing.T) {
+	// Queues large enough that a subscriber slowed down by the race detector loses nothing.
+	addr := startBroker(t, broker.Config{MaxQueuedMessages: 1 << 20, MaxQueuedBytes: 1 << 30, MaxPendingWrite: 64 << 20})
+	for _, c := range []struct {
+		name string
+		cfg  PubSubConfig
+	}{
+		{"qos0 fan-in paced", PubSubConfig{Publishers: 4, Subscribers: 2, QoS: 0, Rate: 500}},
+		{"qos1 fan-in unpaced", PubSubConfig{Publishers: 3, Subscribers: 1, QoS: 1, Inflight: 8}},
+		{"qos2 fan-out paced", PubSubConfig{Publishers: 1, Subscribers: 3, QoS: 2, TopicMode: TopicShared, Rate: 1000, PayloadSize: 200}},
+		{"qos1 mqtt5", PubSubConfig{Publishers: 2, Subscribers: 2, QoS: 1, TotalRate: 2000, Target: Target{Version: packet.Version5}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := c.cfg
+			cfg.Addr = addr
+			cfg.TopicPrefix = "e2e/" + c.name[:4]
+			cfg.Warmup = 100 * time.Millisecond
+			cfg.Duration = time.Second
+			cfg.Drain = 10 * time.Second
+			cfg.BrokerPID = os.Getpid()
+			res, err := RunPubSub(t.Context(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			res.WriteTable(&buf)
+			t.Logf("\n%s", buf.String())
+			subs := int64(cfg.Subscribers)
+			switch {
+			case res.Sent == 0 || res.Latency.Count == 0 || res.DeliveredPerSec <= 0:
+				t.Errorf("nothing measured: sent %d, latency samples %d, %v msg/s", res.Sent, res.Latency.Count, res.DeliveredPerSec)
+			case res.Expected != res.Sent*subs:
+				t.Errorf("expected %d, want sent × subscribers = %d", res.Expected, res.Sent*subs)
+			case res.Lost != 0 || res.Undelivered != 0 || res.Received != res.Expected || !res.Drained:
+				t.Errorf("lost %d, undelivered %d, received %d of %d, drained %v", res.Lost, res.Undelivered, res.Received, res.Expected, res.Drained)
+			case res.DuplicateOrLate != 0 || res.Foreign != 0:
+				t.Errorf("duplicate/late %d, foreign %d", res.DuplicateOrLate, res.Foreign)
+			case cfg.QoS > 0 && (res.Acked != res.Sent || res.AckFailed != 0):
+				t.Errorf("acked %d (failed %d) of %d", res.Acked, res.AckFailed, res.Sent)
+			case cfg.QoS == 0 && res.Acked != 0:
+				t.Errorf("QoS 0 acked %d", res.Acked)
+			case res.Latency.P50 > res.Latency.P99 || res.Latency.P99 > res.Latency.P999 || res.Latency.P999 > res.Latency.Max:
+				t.Errorf("latency quantiles out of order: %+v", res.Latency)
+			case res.Broker == nil || res.Broker.PeakRSS <= 0 || res.Broker.CPUSeconds < 0:
+				t.Errorf("broker figures: %+v %s", res.Broker, res.BrokerErr)
+			}
+			if cfg.Rate > 0 || cfg.TotalRate > 0 { // paced: roughly the rate, never wildly above it
+				want := cfg.TotalRate
+				if want == 0 {
+					want = cfg.Rate * float64(cfg.Publishers)
+				}
+				if res.SentPerSec > want*1.5 {
+					t.Errorf("paced at %v msg/s, sent %v msg/s", want, res.SentPerSec)
+				}
+			}
+		})
+	}
+}
+
+func TestConnsEndToEnd(t *testing.T) {
+	addr := startBroker(t, broker.Config{})
+	res, err := RunConns(t.Context(), ConnsConfig{Target: Target{Addr: addr, KeepAlive: 1}, Conns: 50, Sources: 3,
+		Concurrency: 4, Hold: 700 * time.Millisecond, BrokerPID: os.Getpid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	res.WriteTable(&buf)
+	t.Logf("\n%s", buf.String())
+	if res.Connected != 50 || res.Failed != 0 || res.Alive != 50 || res.ConnectRate <= 0 || res.Handshake.Count != 50 {
+		t.Errorf("connected %d failed %d alive %d rate %v handshakes %d; first error %q",
+			res.Connected, res.Failed, res.Alive, res.ConnectRate, res.Handshake.Count, res.FirstError)
+	}
+	if res.Pings < 50 { // keep alive 1 s: one round of PINGREQ at 500 ms
+		t.Errorf("pings %d, want ≥ 50", res.Pings)
+	}
+	if res.Broker == nil || res.Broker.RSSBefore <= 0 || res.Broker.RSSHeld <= 0 {
+		t.Errorf("broker figures: %+v %s", res.Broker, res.BrokerErr)
+	}
+}
+
+// TestConnsCountsBrokerClosures: connections the broker closed are not counted alive.
+func TestConnsCountsBrokerClosures(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// A fake broker: CONNACK, then closes every second connection.
+	go func() {
+		for i := 0; ; i++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				r := bufio.NewReader(c)
+				h, err := packet.ReadHeader(r)
+				if err != nil {
+					c.Close()
+					return
+				}
+				r.Discard(h.Remaining)
+				c.Write(packet.AppendConnack(nil, &packet.Connack{}, packet.Version311))
+				if i%2 == 1 {
+					c.Close()
+					return
+				}
+				<-t.Context().Done()
+				c.Close()
+			}()
+		}
+	}()
+	res, err := RunConns(t.Context(), ConnsConfig{Target: Target{Addr: ln.Addr().String()}, Conns: 10, Concurrency: 1,
+		Hold: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Connected != 10 || res.Alive != 5 {
+		t.Fatalf("connected %d alive %d, want 10 and 5", res.Connected, res.Alive)
+	}
+}

@@ -1,0 +1,91 @@
+package loadgen
+
+import (
+	"sync"
+	"time"
+)
+
+// sampler watches the broker process: VmRSS every 100 ms for the peak, and CPU time at
+// the marks (the measured window's edges). A zero pid makes it a no-op.
+type sampler struct {
+	pid   int
+	stop  chan struct{}
+	done  chan struct{}
+	mu    sync.Mutex
+	peak  int64
+	marks []ProcSample
+	err   error
+}
+
+const sampleEvery = 100 * time.Millisecond
+
+func newSampler(pid int) *sampler {
+	s := &sampler{pid: pid, stop: make(chan struct{}), done: make(chan struct{})}
+	if pid <= 0 {
+		close(s.done)
+		return s
+	}
+	s.sample()
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(sampleEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+				s.sample()
+			}
+		}
+	}()
+	return s
+}
+
+func (s *sampler) sample() (ProcSample, bool) {
+	p, err := ReadProc(s.pid)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		if s.err == nil {
+			s.err = err
+		}
+		return p, false
+	}
+	s.peak = max(s.peak, p.RSS)
+	return p, true
+}
+
+// mark records the broker's CPU time now.
+func (s *sampler) mark() {
+	if s.pid <= 0 {
+		return
+	}
+	if p, ok := s.sample(); ok {
+		s.mu.Lock()
+		s.marks = append(s.marks, p)
+		s.mu.Unlock()
+	}
+}
+
+// close stops sampling and reports CPU between the first and last marks, the peak VmRSS
+// and the final VmHWM. Nil without a pid.
+func (s *sampler) close() (*Broker, error) {
+	if s.pid <= 0 {
+		return nil, nil
+	}
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	<-s.done
+	last, _ := s.sample()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := &Broker{PID: s.pid, PeakRSS: s.peak, VmHWM: last.HWM}
+	if n := len(s.marks); n >= 2 {
+		b.CPUSeconds = (s.marks[n-1].CPU - s.marks[0].CPU).Seconds()
+	}
+	return b, s.err
+}

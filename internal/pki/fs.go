@@ -1,0 +1,105 @@
+package pki
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+)
+
+// File names inside a CA directory.
+const (
+	caCertFile     = "ca.crt"
+	caKeyFile      = "ca.key"
+	serverCertFile = "server.crt"
+	serverKeyFile  = "server.key"
+	indexFileName  = "devices.json"
+	crlFileName    = "crl.pem"
+	lockFileName   = ".lock"
+)
+
+// File permissions.
+const (
+	dirPerm    fs.FileMode = 0o700
+	secretPerm fs.FileMode = 0o600 // private keys, devices.json, the lock file
+	publicPerm fs.FileMode = 0o644 // certificates, the CRL
+)
+
+// syncWrites makes writeFileAtomic fsync the file and its directory. Tests turn it off for speed.
+var syncWrites = true
+
+// writeFileAtomic writes data to path through a temporary file in the same directory, synced and
+// renamed over path, so readers see the old or the new content, never a mixture.
+func writeFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return fmt.Errorf("pki: write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+			err = fmt.Errorf("pki: write %s: %w", path, err)
+		}
+	}()
+	if err = f.Chmod(perm); err != nil && runtime.GOOS != "windows" {
+		return err
+	}
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if syncWrites {
+		if err = f.Sync(); err != nil {
+			return err
+		}
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if syncWrites {
+		syncDir(dir)
+	}
+	return nil
+}
+
+// syncDir makes a rename in dir durable where the platform allows it (best effort).
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
+
+// checkKeyPerm refuses a private key file that group or others may access (Unix only).
+func checkKeyPerm(path string) error {
+	if runtime.GOOS == "windows" || runtime.GOOS == "plan9" {
+		return nil
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("pki: %s: %w", path, err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%w: %s has mode %04o, want 0600 (chmod 600 %s)", ErrInsecurePermissions, path, st.Mode().Perm(), path)
+	}
+	return nil
+}
+
+// readFile reads one CA file; the error names the file and says whether it is missing.
+func readFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("pki: %s is missing: %w", path, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pki: read %s: %w", path, err)
+	}
+	return b, nil
+}
