@@ -75,24 +75,29 @@ type Delivery struct {
 	Group  string   // the shared subscription ("$share/g/f") it came through, "" if none
 }
 
-// Inflight is a QoS 1/2 message sent to the client and not yet fully acknowledged.
-type Inflight struct {
-	ID       uint16
+// Entry is a QoS 1/2 delivery held by a session: queued, then in flight until acknowledged.
+// Its packet identifier and sequence number are assigned when it is queued, so a stored
+// entry keeps the identifier the client may already have seen.
+type Entry struct {
+	Seq      uint64 // order within the session; the key it is stored under
+	ID       uint16 // packet identifier
 	Delivery Delivery
 	// Released is true once a PUBREC was received: the server has sent PUBREL and waits for PUBCOMP.
 	Released bool
 }
 
-// State is one client's session.
+// State is one client's session. Entries move from Queue to Inflight in order.
 type State struct {
 	ClientID       string
 	Subs           map[string]Subscription // by filter
-	Inflight       []Inflight              // in send order
-	Queue          []Delivery              // waiting for the window or the client
+	Inflight       []Entry                 // sent, not yet fully acknowledged, in send order
+	Queue          []Entry                 // waiting for the window or the client
 	QueuedBytes    int
 	AwaitingRel    []uint16 // QoS 2 identifiers received from the client, awaiting PUBREL
 	ExpiryInterval uint32   // seconds; 0xFFFFFFFF never expires
 	lastID         uint16
+	lastSeq        uint64
+	used           map[uint16]struct{} // identifiers of Inflight and Queue
 }
 
 // New returns an empty session.
@@ -100,10 +105,13 @@ func New(clientID string) *State {
 	return &State{ClientID: clientID, Subs: make(map[string]Subscription)}
 }
 
-// NextID returns a packet identifier not in use by an in-flight message, or 0 when all
+// LastSeq is the highest sequence number assigned.
+func (s *State) LastSeq() uint64 { return s.lastSeq }
+
+// nextID returns a packet identifier not used by any held entry, or 0 when all
 // 65,535 are in use ([MQTT-2.2.1-2]: an identifier is not reused while in flight).
-func (s *State) NextID() uint16 {
-	if len(s.Inflight) >= 65535 {
+func (s *State) nextID() uint16 {
+	if len(s.used) >= 65535 {
 		return 0
 	}
 	for {
@@ -111,10 +119,76 @@ func (s *State) NextID() uint16 {
 		if s.lastID == 0 {
 			s.lastID = 1
 		}
-		if s.find(s.lastID) < 0 {
+		if _, ok := s.used[s.lastID]; !ok {
 			return s.lastID
 		}
 	}
+}
+
+func (s *State) use(id uint16) {
+	if s.used == nil {
+		s.used = make(map[uint16]struct{})
+	}
+	s.used[id] = struct{}{}
+}
+
+func entrySize(d *Delivery) int { return len(d.Msg.Payload) + len(d.Msg.Topic) }
+
+// Enqueue appends a QoS 1/2 delivery to the queue with a new packet identifier and
+// sequence number, unless that would pass maxMsgs or maxBytes or no identifier is free.
+func (s *State) Enqueue(d Delivery, maxMsgs, maxBytes int) (Entry, bool) {
+	size := entrySize(&d)
+	if len(s.Queue) >= maxMsgs || s.QueuedBytes+size > maxBytes {
+		return Entry{}, false
+	}
+	id := s.nextID()
+	if id == 0 {
+		return Entry{}, false
+	}
+	s.use(id)
+	s.lastSeq++
+	e := Entry{Seq: s.lastSeq, ID: id, Delivery: d}
+	s.Queue = append(s.Queue, e)
+	s.QueuedBytes += size
+	return e, true
+}
+
+// Restore puts back a stored entry (at load time, in sequence order): entries that were
+// sent go in flight, the others in the queue.
+func (s *State) Restore(e Entry, sent bool) {
+	s.use(e.ID)
+	s.lastSeq = max(s.lastSeq, e.Seq)
+	s.lastID = e.ID
+	if sent {
+		s.Inflight = append(s.Inflight, e)
+		return
+	}
+	s.Queue = append(s.Queue, e)
+	s.QueuedBytes += entrySize(&e.Delivery)
+}
+
+// Next moves the oldest queued entry into flight and returns it.
+func (s *State) Next() (Entry, bool) {
+	if len(s.Queue) == 0 {
+		return Entry{}, false
+	}
+	e := s.Queue[0]
+	s.Queue[0] = Entry{}
+	s.Queue = s.Queue[1:]
+	if len(s.Queue) == 0 {
+		s.Queue = nil // let the backing array go
+	}
+	s.QueuedBytes -= entrySize(&e.Delivery)
+	s.Inflight = append(s.Inflight, e)
+	return e, true
+}
+
+// Peek returns the oldest queued entry without moving it.
+func (s *State) Peek() (Entry, bool) {
+	if len(s.Queue) == 0 {
+		return Entry{}, false
+	}
+	return s.Queue[0], true
 }
 
 func (s *State) find(id uint16) int {
@@ -126,70 +200,85 @@ func (s *State) find(id uint16) int {
 	return -1
 }
 
+func (s *State) remove(i int) Entry {
+	e := s.Inflight[i]
+	s.Inflight = append(s.Inflight[:i], s.Inflight[i+1:]...)
+	delete(s.used, e.ID)
+	return e
+}
+
 // Ack completes the in-flight message id for a PUBACK (QoS 1) or PUBCOMP (QoS 2, after
-// PUBREC). It returns the delivery and whether id was in flight in that state.
-func (s *State) Ack(id uint16, t packet.Type) (Delivery, bool) {
+// PUBREC). It returns the entry and whether id was in flight in that state.
+func (s *State) Ack(id uint16, t packet.Type) (Entry, bool) {
 	i := s.find(id)
 	if i < 0 {
-		return Delivery{}, false
+		return Entry{}, false
 	}
 	f := s.Inflight[i]
 	switch {
 	case t == packet.PUBACK && f.Delivery.QoS == 1:
 	case t == packet.PUBCOMP && f.Delivery.QoS == 2 && f.Released:
 	default:
-		return Delivery{}, false
+		return Entry{}, false
 	}
-	s.Inflight = append(s.Inflight[:i], s.Inflight[i+1:]...)
-	return f.Delivery, true
+	return s.remove(i), true
 }
 
-// Received records a PUBREC for a QoS 2 message in flight. It returns false when id is not
-// an in-flight QoS 2 message. A repeated PUBREC is accepted (the PUBREL is sent again).
-func (s *State) Received(id uint16) bool {
+// Received records a PUBREC for a QoS 2 message in flight. It returns the entry and false
+// when id is not an in-flight QoS 2 message. A repeated PUBREC is accepted.
+func (s *State) Received(id uint16) (Entry, bool) {
 	i := s.find(id)
 	if i < 0 || s.Inflight[i].Delivery.QoS != 2 {
-		return false
+		return Entry{}, false
 	}
 	s.Inflight[i].Released = true
-	return true
+	return s.Inflight[i], true
 }
 
-// Drop removes an in-flight message (a PUBACK/PUBREC with an error reason ends the flow).
-func (s *State) Drop(id uint16) (Delivery, bool) {
+// Drop removes an in-flight entry (a PUBACK/PUBREC with an error reason ends the flow).
+func (s *State) Drop(id uint16) (Entry, bool) {
 	i := s.find(id)
 	if i < 0 {
-		return Delivery{}, false
+		return Entry{}, false
 	}
-	d := s.Inflight[i].Delivery
-	s.Inflight = append(s.Inflight[:i], s.Inflight[i+1:]...)
-	return d, true
+	return s.remove(i), true
 }
 
-// Enqueue appends a delivery to the queue unless that would pass maxMsgs or maxBytes.
-func (s *State) Enqueue(d Delivery, maxMsgs, maxBytes int) bool {
-	size := len(d.Msg.Payload) + len(d.Msg.Topic)
-	if len(s.Queue) >= maxMsgs || s.QueuedBytes+size > maxBytes {
-		return false
+// DropQueued removes the oldest queued entry (expired, or not deliverable).
+func (s *State) DropQueued() (Entry, bool) {
+	e, ok := s.Next()
+	if ok {
+		s.Drop(e.ID)
 	}
-	s.Queue = append(s.Queue, d)
-	s.QueuedBytes += size
-	return true
+	return e, ok
 }
 
-// Dequeue removes and returns the oldest queued delivery.
-func (s *State) Dequeue() (Delivery, bool) {
-	if len(s.Queue) == 0 {
-		return Delivery{}, false
+// Filter keeps only the entries for which keep returns true and returns the removed ones.
+func (s *State) Filter(keep func(e *Entry, sent bool) bool) (removed []Entry) {
+	in := s.Inflight[:0]
+	for _, e := range s.Inflight {
+		if keep(&e, true) {
+			in = append(in, e)
+		} else {
+			removed = append(removed, e)
+			delete(s.used, e.ID)
+		}
 	}
-	d := s.Queue[0]
-	s.Queue[0] = Delivery{}
-	s.Queue = s.Queue[1:]
-	s.QueuedBytes -= len(d.Msg.Payload) + len(d.Msg.Topic)
-	if len(s.Queue) == 0 {
-		s.Queue = nil // let the backing array go
+	clear(s.Inflight[len(in):])
+	s.Inflight = in
+	q := s.Queue[:0]
+	for _, e := range s.Queue {
+		if keep(&e, false) {
+			q = append(q, e)
+		} else {
+			removed = append(removed, e)
+			delete(s.used, e.ID)
+			s.QueuedBytes -= entrySize(&e.Delivery)
+		}
 	}
-	return d, true
+	clear(s.Queue[len(q):])
+	s.Queue = q
+	return removed
 }
 
 // AwaitRelease records a QoS 2 packet identifier received from the client. It returns

@@ -1,0 +1,75 @@
+package session
+
+import "time"
+
+// Meta is the durable part of a session besides its subscriptions and entries.
+type Meta struct {
+	ClientID       string
+	ExpiryInterval uint32
+	// ExpireAt is when the offline session ends; zero while a client is connected.
+	ExpireAt time.Time
+	// Will is the will of the session's connection (or a pending delayed will).
+	Will      *Message
+	WillDelay uint32
+}
+
+// Stored is a session as a persister returns it at load.
+type Stored struct {
+	Meta        Meta
+	Subs        []Subscription
+	Entries     []StoredEntry // in Seq order
+	AwaitingRel []uint16
+}
+
+// StoredEntry is an entry with whether it had been sent.
+type StoredEntry struct {
+	Entry
+	Sent bool
+}
+
+// Snapshot is the whole durable broker state.
+type Snapshot struct {
+	Sessions []Stored
+	Retained []*Message
+}
+
+// OpKind says what an Op changes.
+type OpKind uint8
+
+// Kinds of change.
+const (
+	PutMeta        OpKind = iota + 1 // Meta
+	DeleteSession                    // ClientID: the session and everything under it
+	PutSub                           // ClientID, Sub
+	DeleteSub                        // ClientID, Sub.Filter
+	PutEntry                         // ClientID, Entry, Sent
+	DeleteEntry                      // ClientID, Entry.Seq
+	PutAwaitRel                      // ClientID, PacketID
+	DeleteAwaitRel                   // ClientID, PacketID
+	PutRetained                      // Msg
+	DeleteRetained                   // Topic
+)
+
+// Op is one change to the durable state.
+type Op struct {
+	Kind     OpKind
+	ClientID string
+	Meta     Meta
+	Sub      Subscription
+	Entry    Entry
+	Sent     bool
+	PacketID uint16
+	Msg      *Message
+	Topic    string
+}
+
+// ChangeSet is a list of changes applied atomically, in order.
+type ChangeSet struct {
+	Ops []Op
+}
+
+// Add appends an op.
+func (c *ChangeSet) Add(op Op) { c.Ops = append(c.Ops, op) }
+
+// Empty reports whether there is nothing to apply.
+func (c *ChangeSet) Empty() bool { return c == nil || len(c.Ops) == 0 }
