@@ -18,6 +18,10 @@ type Config struct {
 	// Authorizer decides publish, subscribe and delivery. Nil: everything is allowed
 	// (the composition root always installs one outside tests).
 	Authorizer Authorizer
+	// Persister stores sessions, QoS 1/2 messages and retained messages; New loads them.
+	// With one, a QoS 1/2 publication is acknowledged only once it is durable. Nil: state
+	// lives in memory only and is lost on restart.
+	Persister Persister
 
 	// ConnectTimeout is how long a new connection has to complete CONNECT. Default 10s.
 	// Stops idle and slowloris connections that never authenticate (CASES T11, T28, T29).

@@ -32,8 +32,6 @@ type conn struct {
 	keepAlive  time.Duration
 	client     *Client
 	ss         *sess
-	will       *session.Message
-	willDelay  uint32
 	expiry     uint32 // session expiry interval in force
 	authMethod string
 	authData   []byte // server data for the CONNACK of an enhanced authentication
@@ -51,6 +49,7 @@ type conn struct {
 	sub   packet.Subscribe
 	unsub packet.Unsubscribe
 	disc  packet.Disconnect
+	tx    txn // scratch for the durable changes of the packet being handled
 
 	outMu            sync.Mutex
 	pending          []byte
@@ -366,13 +365,15 @@ func (c *conn) attach(p *packet.Connect) error {
 	} else if !p.CleanStart {
 		c.expiry = cfg.MaxSessionExpiry // 3.1.1 persistent session: kept until the server's limit
 	}
+	var will *session.Message
 	if p.HasWill {
 		w := &p.Will
-		c.will = newMessage(w.Topic, w.Payload, w.QoS, w.Retain, &w.Props, id, time.Now())
-		c.willDelay = w.Props.WillDelay
+		will = newMessage(w.Topic, w.Payload, w.QoS, w.Retain, &w.Props, id, time.Now())
 	}
 
 	// Take over or resume the session ([MQTT-3.1.4-3]).
+	tx := &c.tx
+	tx.reset()
 	var ss *sess
 	for {
 		s.mu.Lock()
@@ -389,7 +390,7 @@ func (c *conn) attach(p *packet.Connect) error {
 			old.mu.Unlock()
 		}
 		if oc == nil {
-			ss = c.bindLocked(old, p, &ack)
+			ss = c.bindLocked(old, p, &ack, tx)
 			s.mu.Unlock()
 			break
 		}
@@ -429,26 +430,39 @@ func (c *conn) attach(p *packet.Connect) error {
 	ss.mu.Lock()
 	ss.conn = c
 	ss.online.Store(true)
-	ss.resumeLocked(now)
+	ss.will, ss.willDelay, ss.willAt = will, 0, time.Time{}
+	if will != nil {
+		ss.willDelay = p.Will.Props.WillDelay
+	}
+	if ss.persistent(s) {
+		tx.cs.Add(session.Op{Kind: session.PutMeta, Meta: ss.meta()}) // with the will: a crash ends this connection too
+		ss.stored = true
+	}
+	ss.resumeLocked(s, now)
 	ss.mu.Unlock()
+	s.commit(tx, nil)
 	s.log.Debug("client connected", "client", id, "listener", c.opts.Name, "version", p.Version, "session_present", ack.SessionPresent)
 	return nil
 }
 
 // bindLocked picks the session for the connection: a fresh one for Clean Start or when
 // none exists, else the stored one. Called with s.mu held; the old session is offline.
-func (c *conn) bindLocked(old *sess, p *packet.Connect, ack *packet.Connack) *sess {
+func (c *conn) bindLocked(old *sess, p *packet.Connect, ack *packet.Connack, tx *txn) *sess {
 	s := c.s
 	if old != nil && !p.CleanStart {
 		old.mu.Lock()
 		if !old.ended {
-			old.will = nil // the session resumed before the will delay passed [MQTT-3.1.3-9]
+			old.takeWill() // the session resumed before the will delay passed [MQTT-3.1.3-9]
 			old.expireAt = time.Time{}
+			if old.st.ExpiryInterval > 0 && c.expiry == 0 && old.stored && s.persist != nil {
+				tx.cs.Add(session.Op{Kind: session.DeleteSession, ClientID: old.clientID}) // no longer kept
+				old.stored = false
+			}
 			old.st.ExpiryInterval = c.expiry
 			old.client.Store(c.client)
 			old.mu.Unlock()
 			ack.SessionPresent = true // [MQTT-3.2.2-3]
-			c.reauthorize(old)
+			c.reauthorize(old, tx)
 			return old
 		}
 		old.mu.Unlock()
@@ -458,6 +472,9 @@ func (c *conn) bindLocked(old *sess, p *packet.Connect, ack *packet.Connack) *se
 		old.mu.Lock()
 		old.ended = true
 		will = old.takeWill()
+		if old.stored && s.persist != nil {
+			tx.cs.Add(session.Op{Kind: session.DeleteSession, ClientID: old.clientID})
+		}
 		old.mu.Unlock()
 		delete(s.sessions, old.clientID)
 		cl := old.client.Load()
@@ -465,7 +482,9 @@ func (c *conn) bindLocked(old *sess, p *packet.Connect, ack *packet.Connack) *se
 			defer s.recoverTo("drop session")
 			s.dropSubscriptions(old)
 			if will != nil {
-				s.sendWill(cl, will)
+				var wtx txn
+				s.sendWill(cl, will, &wtx)
+				s.commit(&wtx, nil)
 			}
 		})
 	}
@@ -478,12 +497,13 @@ func (c *conn) bindLocked(old *sess, p *packet.Connect, ack *packet.Connack) *se
 
 // reauthorize drops the stored subscriptions a resumed session's client may no longer
 // make, and the queued or in-flight messages it may no longer receive (CASES T67, T68).
-func (c *conn) reauthorize(ss *sess) {
+func (c *conn) reauthorize(ss *sess, tx *txn) {
 	az := c.s.cfg.Authorizer
 	if az == nil {
 		return
 	}
 	ss.mu.Lock()
+	persistent := ss.persistent(c.s)
 	var drop []string
 	for f := range ss.st.Subs {
 		inner := f
@@ -493,22 +513,16 @@ func (c *conn) reauthorize(ss *sess) {
 		if !az.CanSubscribe(c.client, inner) {
 			drop = append(drop, f)
 			delete(ss.st.Subs, f)
+			if persistent {
+				tx.cs.Add(session.Op{Kind: session.DeleteSub, ClientID: ss.clientID, Sub: session.Subscription{Subscription: packet.Subscription{Filter: f}}})
+			}
 		}
 	}
-	kept := ss.st.Inflight[:0]
-	for _, f := range ss.st.Inflight {
-		if f.Released || az.CanReceive(c.client, f.Delivery.Msg.Topic) {
-			kept = append(kept, f)
-		}
-	}
-	clear(ss.st.Inflight[len(kept):])
-	ss.st.Inflight = kept
-	q := ss.st.Queue
-	ss.st.Queue, ss.st.QueuedBytes = nil, 0
-	for _, d := range q {
-		if az.CanReceive(c.client, d.Msg.Topic) {
-			ss.st.Enqueue(d, len(q), 1<<62)
-		}
+	removed := ss.st.Filter(func(e *session.Entry, sent bool) bool {
+		return e.Released || az.CanReceive(c.client, e.Delivery.Msg.Topic)
+	})
+	for _, e := range removed {
+		ss.forget(c.s, e, tx)
 	}
 	ss.mu.Unlock()
 	for _, f := range drop {

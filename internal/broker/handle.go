@@ -102,6 +102,8 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 		c.aliasIn[alias] = name
 	}
 	c.s.stats.received.Add(1)
+	tx := &c.tx
+	tx.reset()
 
 	if p.QoS == 2 {
 		ss := c.ss
@@ -110,36 +112,73 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 		n := len(ss.st.AwaitingRel)
 		if fresh && reason.IsError() {
 			ss.st.Release(p.PacketID) // the flow ends with the error PUBREC
+		} else if fresh && ss.persistent(c.s) {
+			tx.cs.Add(session.Op{Kind: session.PutAwaitRel, ClientID: ss.clientID, PacketID: p.PacketID})
 		}
 		ss.mu.Unlock()
 		if fresh && n > int(c.s.cfg.ReceiveMaximum) {
 			return fmt.Errorf("%w: %d qos 2 publications awaiting release", packet.ReceiveMaximumExceeded, n) // [MQTT-3.3.4-9]
 		}
 		if fresh && reason == packet.Success {
-			reason = c.deliver(p, name)
+			reason = c.deliver(p, name, tx)
 		}
-		// A duplicate is acknowledged again but not delivered again (§4.3.3).
-		c.sendAck(&packet.Ack{Type: packet.PUBREC, PacketID: p.PacketID, Reason: reason})
+		// A duplicate is acknowledged again but not delivered again (§4.3.3); its PUBREC
+		// still waits for the first copy to be durable.
+		c.commitThenAck(tx, packet.Ack{Type: packet.PUBREC, PacketID: p.PacketID, Reason: reason}, !fresh)
 		return nil
 	}
 	if reason == packet.Success {
-		reason = c.deliver(p, name)
+		reason = c.deliver(p, name, tx)
 	}
 	if p.QoS == 1 {
-		c.sendAck(&packet.Ack{Type: packet.PUBACK, PacketID: p.PacketID, Reason: reason})
+		c.commitThenAck(tx, packet.Ack{Type: packet.PUBACK, PacketID: p.PacketID, Reason: reason}, false)
+	} else {
+		c.s.commit(tx, nil)
 	}
 	return nil
 }
 
+// commitThenAck acknowledges a publication once what it changed is durable ([MQTT-4.3.2-?]:
+// the acknowledgement is the broker's promise). If it cannot be stored the 5.0 publisher
+// gets a failure reason and the 3.1.1 one is disconnected unacknowledged, so it sends again.
+func (c *conn) commitThenAck(tx *txn, a packet.Ack, barrier bool) {
+	s := c.s
+	if s.persist == nil || tx.cs.Empty() && !barrier {
+		s.release(tx.pump)
+		c.sendAck(&a)
+		return
+	}
+	done := func(err error) {
+		if err != nil {
+			if a.Type == packet.PUBREC {
+				c.ss.mu.Lock()
+				c.ss.st.Release(a.PacketID)
+				c.ss.mu.Unlock()
+			}
+			if c.version < packet.Version5 {
+				c.kick(packet.ImplementationSpecificError)
+				return
+			}
+			a.Reason = packet.QuotaExceeded
+		}
+		c.sendAck(&a)
+	}
+	if tx.cs.Empty() {
+		s.persist.Commit(&session.ChangeSet{}, done) // only orders this ack after earlier commits
+		return
+	}
+	s.commit(tx, done)
+}
+
 // deliver routes an accepted publication and returns the reason for its acknowledgement.
-func (c *conn) deliver(p *packet.Publish, name string) packet.ReasonCode {
+func (c *conn) deliver(p *packet.Publish, name string, tx *txn) packet.ReasonCode {
 	now := time.Now()
 	msg := newMessage(name, p.Payload, p.QoS, p.Retain, &p.Props, c.client.ClientID, now)
 	p.Payload = nil // the message owns it now
 	if msg.Retain {
-		c.s.retain(msg)
+		c.s.retain(msg, tx)
 	}
-	if c.s.route(msg) == 0 && c.version == packet.Version5 {
+	if c.s.route(msg, tx) == 0 && c.version == packet.Version5 {
 		return packet.NoMatchingSubscribers
 	}
 	return packet.Success
@@ -148,44 +187,66 @@ func (c *conn) deliver(p *packet.Publish, name string) packet.ReasonCode {
 func (c *conn) handleAck(a *packet.Ack) error {
 	ss := c.ss
 	now := time.Now()
+	s := c.s
 	switch a.Type {
 	case packet.PUBACK, packet.PUBCOMP:
 		ss.mu.Lock()
-		if _, ok := ss.st.Ack(a.PacketID, a.Type); ok {
-			c.s.stats.sent.Add(1)
-			ss.pumpLocked(now)
+		if e, ok := ss.st.Ack(a.PacketID, a.Type); ok {
+			s.stats.sent.Add(1)
+			ss.forget(s, e, nil)
+			ss.pumpLocked(s, now, nil)
 		}
 		ss.mu.Unlock()
 	case packet.PUBREC:
 		ss.mu.Lock()
 		if a.Reason.IsError() { // the receiver refused the message: the flow ends here (§4.3.3)
-			ss.st.Drop(a.PacketID)
-			ss.pumpLocked(now)
+			if e, ok := ss.st.Drop(a.PacketID); ok {
+				ss.forget(s, e, nil)
+			}
+			ss.pumpLocked(s, now, nil)
 			ss.mu.Unlock()
 			return nil
 		}
-		ok := ss.st.Received(a.PacketID)
+		e, ok := ss.st.Received(a.PacketID)
+		persist := ok && ss.persistent(s)
 		ss.mu.Unlock()
 		rel := packet.Ack{Type: packet.PUBREL, PacketID: a.PacketID} // [MQTT-4.3.3-4]
 		if !ok && c.version == packet.Version5 {
 			rel.Reason = packet.PacketIdentifierNotFound
 		}
-		c.sendAck(&rel)
+		if !persist {
+			c.sendAck(&rel)
+			return nil
+		}
+		// Store "released" before sending PUBREL: after a crash the broker resends PUBREL,
+		// not the PUBLISH, which the client may already have completed.
+		cs := &session.ChangeSet{Ops: []session.Op{{Kind: session.PutEntry, ClientID: ss.clientID, Entry: e, Sent: true}}}
+		s.persist.Commit(cs, func(error) { c.sendAck(&rel) })
 	case packet.PUBREL:
 		ss.mu.Lock()
 		ok := ss.st.Release(a.PacketID)
+		persist := ok && ss.persistent(s)
 		ss.mu.Unlock()
 		comp := packet.Ack{Type: packet.PUBCOMP, PacketID: a.PacketID} // [MQTT-4.3.3-11]
 		if !ok && c.version == packet.Version5 {
 			comp.Reason = packet.PacketIdentifierNotFound
 		}
-		c.sendAck(&comp)
+		if !persist {
+			c.sendAck(&comp)
+			return nil
+		}
+		// The identifier is forgotten durably before PUBCOMP lets the client reuse it.
+		cs := &session.ChangeSet{Ops: []session.Op{{Kind: session.DeleteAwaitRel, ClientID: ss.clientID, PacketID: a.PacketID}}}
+		s.persist.Commit(cs, func(error) { c.sendAck(&comp) })
 	}
 	return nil
 }
 
 func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	s, ss := c.s, c.ss
+	pid := p.PacketID // p is reused by the next packet; the SUBACK may be sent after it
+	tx := &c.tx
+	tx.reset()
 	if len(p.Props.SubscriptionIDs) > 1 {
 		return fmt.Errorf("%w: more than one subscription identifier", packet.ProtocolError)
 	}
@@ -226,7 +287,12 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 			reasons[i] = packet.QuotaExceeded // T85
 			continue
 		}
-		ss.st.Subs[sub.Filter] = session.Subscription{Subscription: sub, ID: subID}
+		stored := session.Subscription{Subscription: sub, ID: subID}
+		ss.st.Subs[sub.Filter] = stored
+		if ss.persistent(s) {
+			tx.cs.Add(session.Op{Kind: session.PutSub, ClientID: ss.clientID, Sub: stored})
+			ss.stored = true
+		}
 		ss.mu.Unlock()
 		s.subs.Add(sub.Filter, ss, subscription{qos: sub.QoS, noLocal: sub.NoLocal, retainAsPub: sub.RetainAsPublished, id: subID})
 		reasons[i] = packet.ReasonCode(sub.QoS) // [MQTT-3.8.4-?] granted QoS
@@ -234,34 +300,53 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 			sendRetained = append(sendRetained, retainReq{inner, sub}) // [MQTT-3.3.1-9] [MQTT-3.3.1-10]
 		}
 	}
-	c.sendSubAck(&packet.SubAck{Type: packet.SUBACK, PacketID: p.PacketID, Reasons: reasons}) // [MQTT-3.8.4-1]
-	if len(sendRetained) == 0 {
-		return nil
-	}
-	now := time.Now()
-	var found []topic.Retain[*session.Message]
-	for _, r := range sendRetained {
-		found = s.retained.Match(r.filter, found[:0])
-		for _, m := range found {
-			if m.Value.Expired(now) || !ss.mayReceive(s, m.Name) {
-				continue
+	// SUBACK once the subscriptions are durable, then the retained messages ([MQTT-3.8.4-1]).
+	finish := func(err error) {
+		if err != nil {
+			for i := range reasons {
+				if !reasons[i].IsError() {
+					reasons[i] = packet.UnspecifiedError
+				}
 			}
-			d := session.Delivery{Msg: m.Value, QoS: min(m.Value.QoS, r.opts.QoS), Retain: true}
-			if subID != 0 {
-				d.SubIDs = []uint32{subID}
-			}
-			ss.deliver(s, d, now)
 		}
+		c.sendSubAck(&packet.SubAck{Type: packet.SUBACK, PacketID: pid, Reasons: reasons})
+		if len(sendRetained) == 0 || err != nil {
+			return
+		}
+		now := time.Now()
+		var rtx txn
+		var found []topic.Retain[*session.Message]
+		for _, r := range sendRetained {
+			found = s.retained.Match(r.filter, found[:0])
+			for _, m := range found {
+				if m.Value.Expired(now) || !ss.mayReceive(s, m.Name) {
+					continue
+				}
+				d := session.Delivery{Msg: m.Value, QoS: min(m.Value.QoS, r.opts.QoS), Retain: true}
+				if subID != 0 {
+					d.SubIDs = []uint32{subID}
+				}
+				ss.deliver(s, d, now, &rtx)
+			}
+		}
+		s.commit(&rtx, nil)
 	}
+	s.commit(tx, finish)
 	return nil
 }
 
 func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
+	pid := p.PacketID
+	tx := &c.tx
+	tx.reset()
 	reasons := make([]packet.ReasonCode, len(p.Filters))
 	for i, f := range p.Filters {
 		c.ss.mu.Lock()
 		_, ok := c.ss.st.Subs[f]
 		delete(c.ss.st.Subs, f)
+		if ok && c.ss.persistent(c.s) {
+			tx.cs.Add(session.Op{Kind: session.DeleteSub, ClientID: c.ss.clientID, Sub: session.Subscription{Subscription: packet.Subscription{Filter: f}}})
+		}
 		c.ss.mu.Unlock()
 		if ok && c.s.subs.Remove(f, c.ss) {
 			reasons[i] = packet.Success
@@ -269,7 +354,9 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
 			reasons[i] = packet.NoSubscriptionExisted
 		}
 	}
-	c.sendSubAck(&packet.SubAck{Type: packet.UNSUBACK, PacketID: p.PacketID, Reasons: reasons}) // [MQTT-3.10.4-4]
+	c.s.commit(tx, func(error) { // [MQTT-3.10.4-4]
+		c.sendSubAck(&packet.SubAck{Type: packet.UNSUBACK, PacketID: pid, Reasons: reasons})
+	})
 	return nil
 }
 

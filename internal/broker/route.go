@@ -29,17 +29,21 @@ func (s *Server) Publish(msg *session.Message) error {
 	if err := s.limits.CheckName(msg.Topic); err != nil {
 		return err
 	}
+	var tx txn
 	if msg.Retain {
-		s.retain(msg)
+		s.retain(msg, &tx)
 	}
-	s.route(msg)
+	s.route(msg, &tx)
+	s.commit(&tx, nil)
 	return nil
 }
 
 // retain stores or clears the retained message for msg.Topic ([MQTT-3.3.1-5], [MQTT-3.3.1-6]).
-func (s *Server) retain(msg *session.Message) {
+func (s *Server) retain(msg *session.Message, tx *txn) {
 	if len(msg.Payload) == 0 {
-		s.retained.Delete(msg.Topic)
+		if s.retained.Delete(msg.Topic) && s.persist != nil {
+			tx.cs.Add(session.Op{Kind: session.DeleteRetained, Topic: msg.Topic})
+		}
 		return
 	}
 	if _, ok := s.retained.Get(msg.Topic); !ok && s.retained.Len() >= s.cfg.MaxRetained {
@@ -47,12 +51,15 @@ func (s *Server) retain(msg *session.Message) {
 		return
 	}
 	s.retained.Set(msg.Topic, msg)
+	if s.persist != nil {
+		tx.cs.Add(session.Op{Kind: session.PutRetained, Msg: msg})
+	}
 }
 
 // route delivers msg to every matching session: once per session, with the highest
 // matching QoS and all matching subscription identifiers; one member per shared group.
-// It returns the number of sessions the message was delivered to.
-func (s *Server) route(msg *session.Message) int {
+// Durable changes go into tx. It returns the number of sessions the message was delivered to.
+func (s *Server) route(msg *session.Message, tx *txn) int {
 	r := s.routes.Get().(*router)
 	defer func() {
 		r.m.Reset()
@@ -93,7 +100,7 @@ func (s *Server) route(msg *session.Message) int {
 		if !t.s.mayReceive(s, msg.Topic) {
 			continue
 		}
-		if t.s.deliver(s, session.Delivery{Msg: msg, QoS: t.qos, Retain: t.retain, SubIDs: t.subIDs, Group: t.group}, now) {
+		if t.s.deliver(s, session.Delivery{Msg: msg, QoS: t.qos, Retain: t.retain, SubIDs: t.subIDs, Group: t.group}, now, tx) {
 			delivered++
 		}
 	}
@@ -135,7 +142,7 @@ func (s *Server) dropSubscriptions(ss *sess) {
 
 // redeliverShared hands the shared-subscription messages a departing member had not
 // completed to another connected member of the same group.
-func (s *Server) redeliverShared(from *sess, ds []session.Delivery) {
+func (s *Server) redeliverShared(from *sess, ds []session.Delivery, tx *txn) {
 	now := time.Now()
 	var m topic.Matches[*sess, subscription]
 	for _, d := range ds {
@@ -150,13 +157,13 @@ func (s *Server) redeliverShared(from *sess, ds []session.Delivery) {
 			for _, e := range members {
 				if e.Key != from && e.Key.online.Load() && e.Key.mayReceive(s, d.Msg.Topic) {
 					d.QoS = min(d.Msg.QoS, e.Value.qos)
-					done = e.Key.deliver(s, d, now)
+					done = e.Key.deliver(s, d, now, tx)
 					break
 				}
 			}
 		}
 		if !done { // nobody else: keep it in the departing session
-			from.deliver(s, d, now)
+			from.deliver(s, d, now, tx)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"runtime/debug"
 	"strconv"
@@ -28,6 +29,7 @@ var Version = "vitalmq dev"
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
+	persist  Persister
 	limits   topic.Limits
 	subs     *topic.Trie[*sess, subscription]
 	retained *topic.Retained[*session.Message]
@@ -77,8 +79,52 @@ func New(cfg Config) (*Server, error) {
 		quit:      make(chan struct{}),
 	}
 	s.routes.New = func() any { return &router{seen: make(map[*sess]int)} }
+	if cfg.Persister != nil {
+		s.persist = cfg.Persister
+		snap, err := s.persist.Load()
+		if err != nil {
+			return nil, fmt.Errorf("load broker state: %w", err)
+		}
+		s.restore(snap)
+	}
 	s.wg.Go(s.janitor)
 	return s, nil
+}
+
+// restore rebuilds sessions, subscriptions and retained messages from a snapshot. Every
+// session starts offline: its expiry and any will count from now (the connection that
+// held it ended with the previous process, without a DISCONNECT).
+func (s *Server) restore(snap *session.Snapshot) {
+	now := time.Now()
+	for _, m := range snap.Retained {
+		s.retained.Set(m.Topic, m)
+	}
+	for _, st := range snap.Sessions {
+		ss := newSess(st.Meta.ClientID)
+		ss.stored = true
+		ss.st.ExpiryInterval = st.Meta.ExpiryInterval
+		ss.expireAt = st.Meta.ExpireAt
+		if ss.expireAt.IsZero() && ss.st.ExpiryInterval != math.MaxUint32 {
+			ss.expireAt = now.Add(time.Duration(ss.st.ExpiryInterval) * time.Second)
+		}
+		if st.Meta.Will != nil {
+			ss.will, ss.willDelay = st.Meta.Will, st.Meta.WillDelay
+			ss.willAt = now.Add(time.Duration(min(st.Meta.WillDelay, st.Meta.ExpiryInterval)) * time.Second)
+		}
+		ss.client.Store(&Client{ClientID: st.Meta.ClientID, Username: st.Meta.Username, Attrs: st.Meta.Attrs})
+		for _, sub := range st.Subs {
+			ss.st.Subs[sub.Filter] = sub
+			s.subs.Add(sub.Filter, ss, subscription{qos: sub.QoS, noLocal: sub.NoLocal, retainAsPub: sub.RetainAsPublished, id: sub.ID})
+		}
+		for _, e := range st.Entries {
+			ss.st.Restore(e.Entry, e.Sent)
+		}
+		ss.st.AwaitingRel = append(ss.st.AwaitingRel, st.AwaitingRel...)
+		s.sessions[ss.clientID] = ss
+	}
+	if n := len(snap.Sessions); n > 0 || len(snap.Retained) > 0 {
+		s.log.Info("broker state restored", "sessions", n, "retained", len(snap.Retained))
+	}
 }
 
 // Config returns the effective configuration (defaults filled in).
@@ -232,12 +278,16 @@ func (s *Server) expire(now time.Time) {
 	}
 	var wills []will
 	var ended []*sess
+	var tx txn
 	s.mu.Lock()
 	for id, ss := range s.sessions {
 		ss.mu.Lock()
 		if ss.conn == nil {
-			if ss.will != nil && !now.Before(ss.willAt) {
+			if ss.will != nil && !ss.willAt.IsZero() && !now.Before(ss.willAt) {
 				wills = append(wills, will{ss.client.Load(), ss.takeWill()})
+				if ss.persistent(s) {
+					tx.cs.Add(session.Op{Kind: session.PutMeta, Meta: ss.meta()})
+				}
 			}
 			if !ss.expireAt.IsZero() && !now.Before(ss.expireAt) {
 				if ss.will != nil { // the session ends before the will delay: publish now [MQTT-3.1.3-9]
@@ -246,6 +296,9 @@ func (s *Server) expire(now time.Time) {
 				ss.ended = true
 				delete(s.sessions, id)
 				ended = append(ended, ss)
+				if ss.stored && s.persist != nil {
+					tx.cs.Add(session.Op{Kind: session.DeleteSession, ClientID: id})
+				}
 			}
 		}
 		ss.mu.Unlock()
@@ -255,8 +308,9 @@ func (s *Server) expire(now time.Time) {
 		s.dropSubscriptions(ss)
 	}
 	for _, w := range wills {
-		s.sendWill(w.c, w.m)
+		s.sendWill(w.c, w.m, &tx)
 	}
+	s.commit(&tx, nil)
 }
 
 func (s *Server) publishSys(now time.Time) {

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,20 +17,40 @@ type sess struct {
 	client   atomic.Pointer[Client] // identity of the latest owner, for CanReceive
 	online   atomic.Bool
 
-	mu       sync.Mutex
-	st       *session.State
-	conn     *conn // nil while offline
-	will     *session.Message
-	willAt   time.Time // when a delayed will is due
-	expireAt time.Time // when an offline session ends; zero: not scheduled
-	ended    bool
+	mu        sync.Mutex
+	st        *session.State
+	conn      *conn // nil while offline
+	will      *session.Message
+	willDelay uint32
+	willAt    time.Time // when a pending delayed will is due; zero: none pending
+	expireAt  time.Time // when an offline session ends; zero: not scheduled
+	ended     bool
+	// waiting lists queued entries (by Seq) whose group commit has not completed: they are
+	// not sent before they are stored, or a crash could deliver a QoS 2 message twice.
+	waiting []uint64
+	stored  bool // the persister may hold this session
 
-	// handler is set for an in-process subscriber: deliveries go to inbox instead of a connection.
+	// inbox is set for an in-process subscriber: deliveries go there instead of a connection.
 	inbox chan *session.Message
 }
 
 func newSess(clientID string) *sess {
 	return &sess{clientID: clientID, st: session.New(clientID)}
+}
+
+// persistent reports whether the session's entries are stored. Called with ss.mu held.
+func (ss *sess) persistent(s *Server) bool {
+	return s.persist != nil && ss.inbox == nil && ss.st.ExpiryInterval > 0
+}
+
+// meta is the session's durable metadata. Called with ss.mu held.
+func (ss *sess) meta() session.Meta {
+	m := session.Meta{ClientID: ss.clientID, ExpiryInterval: ss.st.ExpiryInterval, ExpireAt: ss.expireAt,
+		Will: ss.will, WillDelay: ss.willDelay}
+	if c := ss.client.Load(); c != nil {
+		m.Username, m.Attrs = c.Username, c.Attrs
+	}
+	return m
 }
 
 // mayReceive asks the Authorizer whether this session's client may receive a message on topic.
@@ -44,14 +65,15 @@ func (ss *sess) mayReceive(s *Server, topicName string) bool {
 // takeWill removes and returns the pending will. Called with ss.mu held.
 func (ss *sess) takeWill() *session.Message {
 	w := ss.will
-	ss.will = nil
+	ss.will, ss.willAt = nil, time.Time{}
 	return w
 }
 
-// deliver hands a message to the session: straight to the connection when the window
-// allows, else into the bounded queue; QoS 0 is not queued for an offline session.
-// It reports whether the message was accepted.
-func (ss *sess) deliver(s *Server, d session.Delivery, now time.Time) bool {
+// deliver hands a message to the session. QoS 0 goes straight to the connection (and is
+// not kept for an offline session); QoS 1/2 is queued with its packet identifier and, for
+// a persistent session, recorded in tx and sent once tx is durable. It reports whether
+// the message was accepted.
+func (ss *sess) deliver(s *Server, d session.Delivery, now time.Time, tx *txn) bool {
 	if ss.inbox != nil {
 		select {
 		case ss.inbox <- d.Msg:
@@ -66,76 +88,79 @@ func (ss *sess) deliver(s *Server, d session.Delivery, now time.Time) bool {
 	if ss.ended {
 		return false
 	}
-	c := ss.conn
 	if d.QoS == 0 {
-		if c == nil {
+		if ss.conn == nil {
 			return false
 		}
-		return c.sendPublish(d, 0, false, now)
+		return ss.conn.sendPublish(d, 0, false, now)
 	}
-	if c != nil && len(ss.st.Queue) == 0 && len(ss.st.Inflight) < c.sendQuota {
-		return ss.sendLocked(d, now)
-	}
-	if !ss.st.Enqueue(d, s.cfg.MaxQueuedMessages, s.cfg.MaxQueuedBytes) {
+	e, ok := ss.st.Enqueue(d, s.cfg.MaxQueuedMessages, s.cfg.MaxQueuedBytes)
+	if !ok {
 		s.stats.dropped.Add(1)
 		s.log.Warn("session queue full; message dropped", "client", ss.clientID)
 		return false
 	}
+	if ss.persistent(s) {
+		tx.cs.Add(session.Op{Kind: session.PutEntry, ClientID: ss.clientID, Entry: e})
+		tx.pump = append(tx.pump, pending{ss, e.Seq})
+		ss.waiting = append(ss.waiting, e.Seq)
+		ss.stored = true
+		return true
+	}
+	ss.pumpLocked(s, now, nil)
 	return true
 }
 
-// sendLocked assigns a packet identifier and sends a QoS 1/2 delivery. Called with ss.mu held
-// and ss.conn set.
-func (ss *sess) sendLocked(d session.Delivery, now time.Time) bool {
-	id := ss.st.NextID()
-	if id == 0 {
-		return false
-	}
-	if !ss.conn.sendPublish(d, id, false, now) {
-		return false // too large for the client or expired: treated as delivered [MQTT-3.1.2-25]
-	}
-	ss.st.Inflight = append(ss.st.Inflight, session.Inflight{ID: id, Delivery: d})
-	return true
-}
-
-// pumpLocked moves queued messages into the window. Called with ss.mu held.
-func (ss *sess) pumpLocked(now time.Time) {
+// pumpLocked sends queued entries while the window allows, in order, stopping at the
+// first entry that is not durable yet. Expired entries are dropped (and recorded in tx
+// when tx is not nil). Called with ss.mu held.
+func (ss *sess) pumpLocked(s *Server, now time.Time, tx *txn) {
 	c := ss.conn
 	if c == nil {
 		return
 	}
 	for len(ss.st.Inflight) < c.sendQuota {
-		d, ok := ss.st.Dequeue()
-		if !ok {
+		e, ok := ss.st.Peek()
+		if !ok || slices.Contains(ss.waiting, e.Seq) {
 			return
 		}
-		if d.Msg.Expired(now) {
-			continue // [MQTT-3.3.2-5]
+		ss.st.Next()
+		if !c.sendPublish(e.Delivery, e.ID, false, now) { // expired or too large [MQTT-3.3.2-5] [MQTT-3.1.2-25]
+			ss.st.Drop(e.ID)
+			ss.forget(s, e, tx)
 		}
-		if d.QoS == 0 {
-			c.sendPublish(d, 0, false, now)
-			continue
-		}
-		ss.sendLocked(d, now)
 	}
+}
+
+// forget records the removal of an entry from a persistent session.
+func (ss *sess) forget(s *Server, e session.Entry, tx *txn) {
+	if !ss.persistent(s) {
+		return
+	}
+	op := session.Op{Kind: session.DeleteEntry, ClientID: ss.clientID, Entry: e}
+	if tx != nil {
+		tx.cs.Add(op)
+		return
+	}
+	s.persist.Commit(&session.ChangeSet{Ops: []session.Op{op}}, nil)
 }
 
 // resumeLocked re-sends what was in flight, in order, then the queue ([MQTT-4.4.0-1]).
 // Called with ss.mu held, after ss.conn was set.
-func (ss *sess) resumeLocked(now time.Time) {
+func (ss *sess) resumeLocked(s *Server, now time.Time) {
 	c := ss.conn
-	kept := ss.st.Inflight[:0]
-	for _, f := range ss.st.Inflight {
-		if f.Released {
-			c.sendAck(&packet.Ack{Type: packet.PUBREL, PacketID: f.ID})
-			kept = append(kept, f)
-			continue
+	for _, e := range ss.st.Filter(func(e *session.Entry, sent bool) bool {
+		switch {
+		case !sent:
+			return true
+		case e.Released:
+			c.sendAck(&packet.Ack{Type: packet.PUBREL, PacketID: e.ID})
+			return true
+		default:
+			return c.sendPublish(e.Delivery, e.ID, true, now) // DUP=1 [MQTT-3.3.1-1]
 		}
-		if c.sendPublish(f.Delivery, f.ID, true, now) { // DUP=1 [MQTT-3.3.1-1]
-			kept = append(kept, f)
-		}
+	}) {
+		ss.forget(s, e, nil)
 	}
-	clear(ss.st.Inflight[len(kept):])
-	ss.st.Inflight = kept
-	ss.pumpLocked(now)
+	ss.pumpLocked(s, now, nil)
 }

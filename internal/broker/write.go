@@ -249,41 +249,32 @@ func (c *conn) detach() {
 	now := time.Now()
 	var will *session.Message
 	var shared []session.Delivery
+	var tx txn
 	ended := false
 	s.mu.Lock()
 	ss.mu.Lock()
 	if ss.conn == c {
 		ss.conn = nil
 		ss.online.Store(false)
-		if c.will != nil && !c.normalDisconnect {
-			if c.willDelay == 0 || c.expiry == 0 {
-				will = c.will // [MQTT-3.1.2-8]
-			} else {
-				ss.will = c.will // published by the janitor unless the session resumes [MQTT-3.1.3-9]
-				ss.willAt = now.Add(time.Duration(min(c.willDelay, c.expiry)) * time.Second)
+		if ss.will != nil {
+			switch {
+			case c.normalDisconnect:
+				ss.will = nil // [MQTT-3.1.2-10]
+			case ss.willDelay == 0 || c.expiry == 0:
+				will = ss.takeWill() // [MQTT-3.1.2-8]
+			default: // published by the janitor unless the session resumes first [MQTT-3.1.3-9]
+				ss.willAt = now.Add(time.Duration(min(ss.willDelay, c.expiry)) * time.Second)
 			}
 		}
-		kept := ss.st.Inflight[:0]
-		for _, f := range ss.st.Inflight {
-			if f.Delivery.Group != "" && !f.Released {
-				shared = append(shared, f.Delivery)
-				continue
-			}
-			kept = append(kept, f)
+		// Shared-subscription messages not yet sent, and QoS 1 ones not yet acknowledged, go
+		// to another member; a QoS 2 message in flight stays (its identifier is in use).
+		for _, e := range ss.st.Filter(func(e *session.Entry, sent bool) bool {
+			return e.Delivery.Group == "" || sent && e.Delivery.QoS == 2
+		}) {
+			shared = append(shared, e.Delivery)
+			ss.forget(s, e, &tx)
 		}
-		clear(ss.st.Inflight[len(kept):])
-		ss.st.Inflight = kept
-		q := ss.st.Queue[:0]
-		for _, d := range ss.st.Queue {
-			if d.Group != "" {
-				shared = append(shared, d)
-				ss.st.QueuedBytes -= len(d.Msg.Payload) + len(d.Msg.Topic)
-				continue
-			}
-			q = append(q, d)
-		}
-		clear(ss.st.Queue[len(q):])
-		ss.st.Queue = q
+		ss.st.ExpiryInterval = c.expiry
 		switch {
 		case c.expiry == 0: // [MQTT-3.1.2-23] the session ends with the connection
 			ss.ended = true
@@ -291,30 +282,39 @@ func (c *conn) detach() {
 			if s.sessions[ss.clientID] == ss {
 				delete(s.sessions, ss.clientID)
 			}
+			if ss.stored && s.persist != nil {
+				tx.cs.Add(session.Op{Kind: session.DeleteSession, ClientID: ss.clientID})
+			}
 		case c.expiry != math.MaxUint32:
 			ss.expireAt = now.Add(time.Duration(c.expiry) * time.Second)
+			fallthrough
+		default:
+			if ss.persistent(s) {
+				tx.cs.Add(session.Op{Kind: session.PutMeta, Meta: ss.meta()})
+			}
 		}
 	}
 	ss.mu.Unlock()
 	s.mu.Unlock()
 	if len(shared) > 0 {
-		s.redeliverShared(ss, shared)
+		s.redeliverShared(ss, shared, &tx)
 	}
 	if ended {
 		s.dropSubscriptions(ss)
 	}
 	if will != nil {
-		s.sendWill(c.client, will)
+		s.sendWill(c.client, will, &tx)
 	}
+	s.commit(&tx, nil)
 }
 
 // sendWill publishes a will if its client may still publish there.
-func (s *Server) sendWill(cl *Client, w *session.Message) {
+func (s *Server) sendWill(cl *Client, w *session.Message, tx *txn) {
 	if cl == nil || s.cfg.Authorizer != nil && !s.cfg.Authorizer.CanPublish(cl, w.Topic) {
 		return
 	}
 	if w.Retain {
-		s.retain(w)
+		s.retain(w, tx)
 	}
-	s.route(w)
+	s.route(w, tx)
 }

@@ -4,7 +4,10 @@ import "time"
 
 // Meta is the durable part of a session besides its subscriptions and entries.
 type Meta struct {
-	ClientID       string
+	ClientID string
+	// Username and Attrs are the identity the session's messages are authorized for.
+	Username       string
+	Attrs          map[string]string
 	ExpiryInterval uint32
 	// ExpireAt is when the offline session ends; zero while a client is connected.
 	ExpireAt time.Time

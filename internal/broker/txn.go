@@ -1,0 +1,86 @@
+package broker
+
+import (
+	"slices"
+	"time"
+
+	"vitalmq/internal/session"
+)
+
+// Persister stores the broker's state durably: sessions, subscriptions, QoS 1/2 entries,
+// QoS 2 identifiers awaiting release, and retained messages.
+type Persister interface {
+	// Load returns everything stored, once, before the server starts.
+	Load() (*session.Snapshot, error)
+	// Commit applies cs durably, in the order of Commit calls, then calls done (when not
+	// nil) from the persister's goroutine. It must not block on I/O: many connections'
+	// change sets share one sync (group commit).
+	Commit(cs *session.ChangeSet, done func(error))
+}
+
+// txn collects the durable changes of one operation (a publication, a subscription)
+// and the sessions whose new entries may be sent once those changes are durable.
+type txn struct {
+	cs   session.ChangeSet
+	pump []pending
+}
+
+type pending struct {
+	ss  *sess
+	seq uint64
+}
+
+func (t *txn) reset() {
+	clear(t.cs.Ops)
+	t.cs.Ops = t.cs.Ops[:0]
+	clear(t.pump)
+	t.pump = t.pump[:0]
+}
+
+// commit makes tx durable and then releases its entries to their sessions and calls
+// done. Without changes (or without a persister) it all happens now, on this goroutine.
+// tx may be reused as soon as commit returns.
+func (s *Server) commit(tx *txn, done func(error)) {
+	if s.persist == nil || tx.cs.Empty() {
+		s.release(tx.pump)
+		if done != nil {
+			done(nil)
+		}
+		return
+	}
+	cs := &session.ChangeSet{Ops: append([]session.Op(nil), tx.cs.Ops...)}
+	pump := append([]pending(nil), tx.pump...)
+	s.persist.Commit(cs, func(err error) {
+		if err != nil {
+			s.log.Error("persisting state failed; not acknowledging", "err", err)
+			s.unqueue(pump)
+		} else {
+			s.release(pump)
+		}
+		if done != nil {
+			done(err)
+		}
+	})
+}
+
+// release lets sessions send entries that are now durable.
+func (s *Server) release(ps []pending) {
+	now := time.Now()
+	for _, p := range ps {
+		p.ss.mu.Lock()
+		p.ss.waiting = slices.DeleteFunc(p.ss.waiting, func(q uint64) bool { return q == p.seq })
+		p.ss.pumpLocked(s, now, nil)
+		p.ss.mu.Unlock()
+	}
+}
+
+// unqueue removes entries whose change set could not be stored: the publisher was not
+// acknowledged and will send again, so keeping them would deliver twice.
+func (s *Server) unqueue(ps []pending) {
+	for _, p := range ps {
+		p.ss.mu.Lock()
+		p.ss.waiting = slices.DeleteFunc(p.ss.waiting, func(q uint64) bool { return q == p.seq })
+		p.ss.st.Filter(func(e *session.Entry, sent bool) bool { return e.Seq != p.seq })
+		p.ss.mu.Unlock()
+	}
+}
