@@ -9,12 +9,15 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"vitalmq/internal/broker"
 	"vitalmq/internal/config"
+	"vitalmq/internal/state"
 	"vitalmq/internal/tlsconfig"
 	"vitalmq/internal/topic"
 	"vitalmq/internal/wslistener"
@@ -31,6 +34,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "configuration file (TOML); without it the embedded defaults are used (see \"vitalmq config\")")
+	dataDir := fs.String("data-dir", "", "data directory (overrides storage.data_dir)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: vitalmq serve [--config FILE]\n\nRuns the broker. Without --config it listens on 127.0.0.1:1883 (MQTT) and\n127.0.0.1:8083/mqtt (WebSocket), loopback only. \"vitalmq config\" prints every setting.\n\n")
 		fs.PrintDefaults()
@@ -45,13 +49,33 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *dataDir != "" {
+		f.Storage.DataDir = *dataDir
+	}
 	level, _ := f.Level()
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	var persister broker.Persister
+	if f.Storage.Mode == "durable" {
+		if err := os.MkdirAll(f.Storage.DataDir, 0o700); err != nil {
+			return fmt.Errorf("storage.data_dir: %w", err)
+		}
+		db, err := state.Open(filepath.Join(f.Storage.DataDir, "state"), log)
+		if err != nil {
+			return fmt.Errorf("storage.data_dir: %w", err)
+		}
+		defer db.Close() // after the broker: deferred calls run in reverse order
+		persister = db
+		log.Info("broker state is durable", "data_dir", f.Storage.DataDir)
+	} else {
+		log.Warn("storage.mode is memory: sessions and queued messages are lost on restart")
+	}
 
 	b := f.Broker
 	bcfg := broker.Config{
 		Logger:               log,
 		Authorizer:           newACL(f.ACL),
+		Persister:            persister,
 		ConnectTimeout:       b.ConnectTimeout.Duration,
 		PreAuthMaxPacketSize: b.PreAuthMaxPacketSize,
 		MaxPacketSize:        b.MaxPacketSize,

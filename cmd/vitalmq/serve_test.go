@@ -54,7 +54,9 @@ func startServe(t *testing.T, toml string) map[string]string {
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "--config", path}, &stdout, &stderr) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", path, "--data-dir", filepath.Join(dir, "data")}, &stdout, &stderr)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -236,7 +238,7 @@ func TestServeRefusesBadConfig(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "c.toml")
 			os.WriteFile(path, []byte(c.toml), 0o600)
 			var out, errb bytes.Buffer
-			err := run(context.Background(), []string{"serve", "--config", path}, &out, &errb)
+			err := run(context.Background(), []string{"serve", "--config", path, "--data-dir", t.TempDir()}, &out, &errb)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("serve = %v, want an error naming %q", err, c.want)
 			}

@@ -25,6 +25,7 @@ var Example string
 // File is the configuration file's schema.
 type File struct {
 	LogLevel  string     `toml:"log_level"`
+	Storage   Storage    `toml:"storage"`
 	Broker    Broker     `toml:"broker"`
 	Listeners []Listener `toml:"listener"`
 	ACL       ACL        `toml:"acl"`
@@ -50,6 +51,15 @@ type Broker struct {
 	MaxSessionExpiry     Duration `toml:"max_session_expiry"`
 	MaxRetained          int      `toml:"max_retained"`
 	SysInterval          Duration `toml:"sys_interval"`
+}
+
+// Storage is where broker state lives.
+type Storage struct {
+	// DataDir holds the broker state; it is locked while vitalmq runs. Default "vitalmq-data".
+	DataDir string `toml:"data_dir"`
+	// Mode is "durable" (default: a QoS 1/2 message is acknowledged only once it is on disk,
+	// fsync'd with group commit) or "memory" (nothing survives a restart).
+	Mode string `toml:"mode"`
 }
 
 // Listener is one [[listener]] table.
@@ -121,6 +131,16 @@ func (f *File) Validate() error {
 	var errs []error
 	if _, err := f.Level(); err != nil {
 		errs = append(errs, err)
+	}
+	if f.Storage.DataDir == "" {
+		f.Storage.DataDir = "vitalmq-data"
+	}
+	switch f.Storage.Mode {
+	case "":
+		f.Storage.Mode = "durable"
+	case "durable", "memory":
+	default:
+		errs = append(errs, fmt.Errorf("storage.mode: %q is not one of durable, memory", f.Storage.Mode))
 	}
 	if len(f.Listeners) == 0 {
 		errs = append(errs, errors.New("listener: at least one [[listener]] is required"))
