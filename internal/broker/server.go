@@ -45,7 +45,8 @@ type Server struct {
 	quit   chan struct{} // closed by Close: every goroutine ends
 	routes sync.Pool     // *router scratch
 
-	stats stats
+	stats       stats
+	lastDropLog atomic.Int64 // unix nanoseconds of the last "messages dropped" log line
 }
 
 type stats struct {
@@ -329,6 +330,18 @@ func (s *Server) publishSys(now time.Time) {
 	put("messages/dropped", strconv.FormatInt(s.stats.dropped.Load(), 10))
 	put("subscriptions/count", strconv.Itoa(s.subs.Len()))
 	put("retained messages/count", strconv.Itoa(s.retained.Len()))
+}
+
+// dropped counts a message dropped for a session and logs it at most once a second, so a
+// flood of drops can neither fill the log nor cost the broker its CPU.
+func (s *Server) dropped(why, clientID string) {
+	n := s.stats.dropped.Add(1)
+	now := time.Now().UnixNano()
+	last := s.lastDropLog.Load()
+	if now-last < int64(time.Second) || !s.lastDropLog.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn("messages dropped", "reason", why, "client", clientID, "dropped_total", n)
 }
 
 // Stats is a snapshot of the broker's counters.

@@ -96,8 +96,7 @@ func (ss *sess) deliver(s *Server, d session.Delivery, now time.Time, tx *txn) b
 	}
 	e, ok := ss.st.Enqueue(d, s.cfg.MaxQueuedMessages, s.cfg.MaxQueuedBytes)
 	if !ok {
-		s.stats.dropped.Add(1)
-		s.log.Warn("session queue full; message dropped", "client", ss.clientID)
+		s.dropped("session queue full", ss.clientID)
 		return false
 	}
 	if ss.persistent(s) {
