@@ -15,6 +15,8 @@ const usage = `vitalmq: a secure MQTT 3.1.1 / 5.0 broker for remote patient moni
 
 Usage:
   vitalmq serve [--config FILE]   run the broker (embedded defaults without --config)
+  vitalmq backup --out DIR        copy the data directory, consistently, while vitalmq runs
+  vitalmq restore --from DIR      replace the data directory with a backup (vitalmq stopped)
   vitalmq config                  print the documented default configuration
   vitalmq bench pubsub|conns      load generator against a loopback broker (see "vitalmq bench")
   vitalmq version                 print the version
@@ -45,6 +47,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stdout, stderr)
+	case "backup":
+		return backup(args[1:], stdout, stderr)
+	case "restore":
+		return restore(args[1:], stdout, stderr)
 	case "config":
 		return printConfig(stdout)
 	case "bench":

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"vitalmq/internal/adminsock"
 	"vitalmq/internal/broker"
 	"vitalmq/internal/config"
 	"vitalmq/internal/state"
@@ -66,6 +67,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer db.Close() // after the broker: deferred calls run in reverse order
 		persister = db
+		admin, err := adminsock.Listen(adminSocket(f.Storage.DataDir), map[string]adminsock.Handler{
+			"ping":   func(context.Context, string) error { return nil },
+			"backup": func(_ context.Context, dest string) error { return db.Checkpoint(dest) },
+		})
+		if err != nil {
+			return err
+		}
+		defer admin.Close()
 		log.Info("broker state is durable", "data_dir", f.Storage.DataDir)
 	} else {
 		log.Warn("storage.mode is memory: sessions and queued messages are lost on restart")
