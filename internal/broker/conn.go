@@ -56,6 +56,7 @@ type conn struct {
 	aliasOut         map[string]uint16 // topic → alias, under outMu
 	closing          bool              // close after flushing pending
 	writing          bool              // the writer goroutine runs
+	suppressWill     bool              // an administrative kick: the will is not published
 	wake             chan struct{}
 	writerDone       chan struct{} // closed when the writer goroutine ends
 	done             chan struct{} // closed when the connection is fully detached from its session

@@ -359,3 +359,40 @@ func (s *Server) Stats() Stats {
 		Retained: s.retained.Len(), Received: s.stats.received.Load(), Sent: s.stats.sent.Load(),
 		Dropped: s.stats.dropped.Load(), Connects: s.stats.connects.Load()}
 }
+
+// Kick disconnects the client with the given identifier, if connected (a 5.0 client is
+// told rc), and, with purge, ends its session: subscriptions, queued and in-flight messages
+// and a pending will are discarded, in memory and in the persister. It reports whether a
+// session existed. Used when a device's certificate is revoked or a user removed.
+func (s *Server) Kick(clientID string, rc packet.ReasonCode, purge bool) bool {
+	s.mu.Lock()
+	ss := s.sessions[clientID]
+	if ss == nil {
+		s.mu.Unlock()
+		return false
+	}
+	ss.mu.Lock()
+	c := ss.conn
+	var tx txn
+	if purge {
+		ss.ended = true
+		ss.will = nil
+		ss.st.Filter(func(*session.Entry, bool) bool { return false })
+		delete(s.sessions, clientID)
+		if ss.stored && s.persist != nil {
+			tx.cs.Add(session.Op{Kind: session.DeleteSession, ClientID: clientID})
+		}
+	}
+	ss.mu.Unlock()
+	s.mu.Unlock()
+	if purge {
+		s.dropSubscriptions(ss)
+	}
+	if c != nil {
+		c.normalDisconnectByServer()
+		c.kick(rc)
+		<-c.done
+	}
+	s.commit(&tx, nil)
+	return true
+}

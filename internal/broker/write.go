@@ -201,6 +201,14 @@ func (c *conn) kick(rc packet.ReasonCode) {
 	c.signal()
 }
 
+// normalDisconnectByServer marks the connection as ended by the server for a reason that
+// must not publish the client's will (an administrative kick of a revoked identity).
+func (c *conn) normalDisconnectByServer() {
+	c.outMu.Lock()
+	c.suppressWill = true
+	c.outMu.Unlock()
+}
+
 // finish ends the connection: reports a protocol error to a 5.0 client, flushes, detaches
 // the session and publishes the will when the client did not disconnect normally.
 func (c *conn) finish(err error) {
@@ -256,9 +264,12 @@ func (c *conn) detach() {
 	if ss.conn == c {
 		ss.conn = nil
 		ss.online.Store(false)
+		c.outMu.Lock()
+		suppress := c.suppressWill
+		c.outMu.Unlock()
 		if ss.will != nil {
 			switch {
-			case c.normalDisconnect:
+			case c.normalDisconnect || suppress:
 				ss.will = nil // [MQTT-3.1.2-10]
 			case ss.willDelay == 0 || c.expiry == 0:
 				will = ss.takeWill() // [MQTT-3.1.2-8]
