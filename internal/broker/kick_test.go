@@ -34,7 +34,7 @@ func TestKickPurgesSession(t *testing.T) {
 	// Messages for the purged session are not kept.
 	pub := dialRaw(t, s.Addr)
 	pub.connect(&packet.Connect{Version: packet.Version311, CleanStart: true, KeepAlive: 30, ClientID: "p"})
-	pub.send("32 06 00 03 63 2F 31 00 01 78")
+	pub.send("32 08 00 03 63 2F 31 00 01 78")
 	pub.expect("40 02 00 01")
 
 	again := dialRaw(t, s.Addr)
