@@ -341,6 +341,10 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
 	tx.reset()
 	reasons := make([]packet.ReasonCode, len(p.Filters))
 	for i, f := range p.Filters {
+		if err := c.s.limits.CheckFilter(f); err != nil {
+			reasons[i] = packet.TopicFilterInvalid
+			continue
+		}
 		c.ss.mu.Lock()
 		_, ok := c.ss.st.Subs[f]
 		delete(c.ss.st.Subs, f)

@@ -3,12 +3,9 @@ package broker
 import (
 	"errors"
 	"sync"
-	"sync/atomic"
 
 	"vitalmq/internal/session"
 )
-
-var inprocSeq atomic.Uint64
 
 // Subscribe registers an in-process handler for messages matching filter, as a
 // subscription at QoS 2 that bypasses authorization (the caller is the server itself).
@@ -22,12 +19,14 @@ func (s *Server) Subscribe(filter string, queue int, fn func(*session.Message)) 
 	if queue <= 0 {
 		return nil, errors.New("broker: subscribe: queue must be positive")
 	}
-	ss := newSess("$inproc/" + string(rune('0'+inprocSeq.Add(1)%10)))
+	ss := newSess("$inproc")
 	ss.inbox = make(chan *session.Message, queue)
 	done := make(chan struct{})
+	exited := make(chan struct{})
 	var once sync.Once
 	s.subs.Add(filter, ss, subscription{qos: 2})
 	s.wg.Go(func() {
+		defer close(exited)
 		for {
 			select {
 			case <-done:
@@ -47,5 +46,6 @@ func (s *Server) Subscribe(filter string, queue int, fn func(*session.Message)) 
 			s.subs.Remove(filter, ss)
 			close(done)
 		})
+		<-exited
 	}, nil
 }

@@ -226,7 +226,12 @@ func (c *conn) finish(err error) {
 				d.Props.ReasonString = msg
 				d.Props.Set(packet.PropReasonString)
 			}
-			c.pending = packet.AppendDisconnect(c.pending, &d, c.version)
+			b := packet.AppendDisconnect(nil, &d, c.version)
+			if len(b) > c.maxOut { // never more than the client accepts [MQTT-3.1.2-25]
+				d.Props = packet.Properties{}
+				b = packet.AppendDisconnect(nil, &d, c.version)
+			}
+			c.pending = append(c.pending, b...)
 		}
 	}
 	c.closing = true

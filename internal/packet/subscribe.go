@@ -41,6 +41,9 @@ func DecodeSubscribe(s *Subscribe, body []byte, version byte) error {
 		if d.err != nil {
 			break
 		}
+		if sub.Filter == "" {
+			return fmt.Errorf("%w: empty topic filter", ProtocolError) // [MQTT-4.7.3-1]
+		}
 		sub.QoS = opts & 3
 		if sub.QoS == 3 {
 			return fmt.Errorf("%w: subscription qos 3", MalformedPacket) // [MQTT-3.8.3-4]
@@ -114,6 +117,9 @@ func DecodeUnsubscribe(u *Unsubscribe, body []byte, version byte) error {
 	}
 	for d.err == nil && !d.empty() {
 		f := d.string("topic filter")
+		if d.err == nil && f == "" {
+			return fmt.Errorf("%w: empty topic filter", ProtocolError) // [MQTT-4.7.3-1]
+		}
 		if d.err == nil {
 			u.Filters = append(u.Filters, f)
 		}
