@@ -9,6 +9,7 @@ require (
 	github.com/eclipse/paho.golang v0.23.0
 	github.com/eclipse/paho.mqtt.golang v1.5.1
 	github.com/google/go-cmp v0.7.0
+	golang.org/x/crypto v0.42.0
 	golang.org/x/sync v0.25.0
 )
 

@@ -5,6 +5,7 @@ package broker_test
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -372,11 +373,11 @@ func TestAttackConnect(t *testing.T) {
 
 	t.Run("T28_connect_never_sent", func(t *testing.T) {
 		s, _ := fxStart(t, broker.Config{ConnectTimeout: time.Second})
-		const n = 100 // scaled from 2,000 (the per-IP cap is a separate feature)
+		const n = 200 // scaled from 2,000; spread over source addresses, within the per-address cap
 		start := time.Now()
 		conns := make([]*rawConn, n)
 		for i := range conns {
-			conns[i] = dialRaw(t, s.Addr)
+			conns[i] = atkDialFrom(t, s.Addr, fmt.Sprintf("127.0.0.%d", 2+i%4))
 		}
 		p1 := dialRaw(t, s.Addr)
 		p1.send(fxC4p1)
@@ -426,10 +427,65 @@ func TestAttackConnect(t *testing.T) {
 	})
 
 	t.Run("T30_connection_flood_one_source", func(t *testing.T) {
-		t.Skip("needs per-IP connection caps: issue 3")
+		s, _ := fxStart(t, broker.Config{MaxConnectionsPerAddress: 20, ConnectionRate: 1000, ConnectionBurst: 1000})
+		legit := atkDialFrom(t, s.Addr, "127.0.0.7")
+		legit.send(fxC4p1)
+		legit.expect("20 02 00 00")
+		var held []*rawConn
+		for range 20 { // fill the cap of 127.0.0.8 with connections that authenticate
+			c := atkDialFrom(t, s.Addr, "127.0.0.8")
+			held = append(held, c)
+		}
+		for i := range 30 { // beyond the cap: closed at once, nothing sent
+			c := atkDialFrom(t, s.Addr, "127.0.0.8")
+			c.write(fxConnect(4, true, fmt.Sprintf("p1-%d", i), "p1dev", "pw1"))
+			atkClosed(t, c, time.Second)
+		}
+		legit.send("C0 00") // the other source is unaffected
+		legit.expect("D0 00")
+		for _, c := range held {
+			c.nc.Close()
+		}
+		// Once they are gone, the address may connect again.
+		eventually(t, 5*time.Second, "the cap to be released", func() bool {
+			c := atkDialFrom(t, s.Addr, "127.0.0.8")
+			defer c.nc.Close()
+			c.write(fxConnect(4, true, "p1-again", "p1dev", "pw1"))
+			got, err := c.readPacket(500 * time.Millisecond)
+			return err == nil && bytes.Equal(got, []byte{0x20, 2, 0, 0})
+		})
+	})
+
+	t.Run("T30_connection_rate_one_source", func(t *testing.T) {
+		s, _ := fxStart(t, broker.Config{ConnectionRate: 1, ConnectionBurst: 5})
+		closedAtOnce := 0
+		for range 10 {
+			c := atkDialFrom(t, s.Addr, "127.0.0.9")
+			c.send(fxC4p1)
+			if _, err := c.readPacket(time.Second); err != nil {
+				closedAtOnce++
+			}
+			c.nc.Close()
+		}
+		if closedAtOnce < 4 {
+			t.Fatalf("%d of 10 rapid connections refused, want at least 4 (burst 5, 1/s)", closedAtOnce)
+		}
+		fxAlive(t, s)
 	})
 
 	t.Run("T31_password_brute_force", func(t *testing.T) {
 		t.Skip("needs failed-login throttling: issue 3")
 	})
+}
+
+// atkDialFrom connects from a given loopback source address (127.0.0.0/8 is all loopback).
+func atkDialFrom(t testing.TB, addr, src string) *rawConn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return &rawConn{t: t, nc: nc}
 }

@@ -23,6 +23,14 @@ type Config struct {
 	// lives in memory only and is lost on restart.
 	Persister Persister
 
+	// MaxConnectionsPerAddress caps concurrent connections from one source address (an IPv6
+	// /64 counts as one). Default 100. Stops one host exhausting sockets and memory (T30).
+	MaxConnectionsPerAddress int
+	// ConnectionRate and ConnectionBurst cap new connections per second from one source
+	// address. Defaults 50/s, burst 100. Stop connection floods and handshake CPU exhaustion.
+	ConnectionRate  float64
+	ConnectionBurst int
+
 	// ConnectTimeout is how long a new connection has to complete CONNECT. Default 10s.
 	// Stops idle and slowloris connections that never authenticate (CASES T11, T28, T29).
 	ConnectTimeout time.Duration
@@ -82,6 +90,11 @@ func (c *Config) setDefaults() {
 			*v = d
 		}
 	}
+	def(&c.MaxConnectionsPerAddress, 100)
+	if c.ConnectionRate == 0 {
+		c.ConnectionRate = 50
+	}
+	def(&c.ConnectionBurst, 100)
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = 10 * time.Second
 	}
@@ -136,7 +149,10 @@ func (c *Config) Validate() error {
 	if c.MaxInflight > 65535/2 {
 		bad("MaxInflight", "must be at most 32767, got %d", c.MaxInflight)
 	}
-	for name, v := range map[string]int{"MaxQueuedMessages": c.MaxQueuedMessages, "MaxQueuedBytes": c.MaxQueuedBytes,
+	if c.ConnectionRate < 0 {
+		bad("ConnectionRate", "must not be negative, got %v", c.ConnectionRate)
+	}
+	for name, v := range map[string]int{"MaxConnectionsPerAddress": c.MaxConnectionsPerAddress, "ConnectionBurst": c.ConnectionBurst, "MaxQueuedMessages": c.MaxQueuedMessages, "MaxQueuedBytes": c.MaxQueuedBytes,
 		"MaxPendingWrite": c.MaxPendingWrite, "MaxSubscriptions": c.MaxSubscriptions, "MaxTopicLength": c.MaxTopicLength,
 		"MaxTopicLevels": c.MaxTopicLevels, "MaxClientIDLength": c.MaxClientIDLength, "MaxRetained": c.MaxRetained} {
 		if v < 0 {

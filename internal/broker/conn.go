@@ -22,11 +22,12 @@ import (
 // conn is one network connection. The reader goroutine (serve) owns everything but the
 // out* fields, which producers share under outMu with the writer goroutine.
 type conn struct {
-	s    *Server
-	nc   net.Conn
-	opts ListenerOptions
-	br   *bufio.Reader
-	body []byte
+	s       *Server
+	nc      net.Conn
+	opts    ListenerOptions
+	addrKey string // source address key, released from Server.perAddr at the end
+	br      *bufio.Reader
+	body    []byte
 
 	version    byte
 	keepAlive  time.Duration

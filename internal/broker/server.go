@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"vitalmq/internal/limiter"
 	"vitalmq/internal/packet"
 	"vitalmq/internal/session"
 	"vitalmq/internal/topic"
@@ -45,6 +47,8 @@ type Server struct {
 	quit   chan struct{} // closed by Close: every goroutine ends
 	routes sync.Pool     // *router scratch
 
+	perAddr     *limiter.Concurrency // open connections per source address
+	connRate    *limiter.Limiter     // new connections per source address
 	stats       stats
 	lastDropLog atomic.Int64 // unix nanoseconds of the last "messages dropped" log line
 }
@@ -78,6 +82,8 @@ func New(cfg Config) (*Server, error) {
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 		quit:      make(chan struct{}),
+		perAddr:   limiter.NewConcurrency(cfg.MaxConnectionsPerAddress, 1<<20),
+		connRate:  limiter.New(cfg.ConnectionRate, cfg.ConnectionBurst, 1<<16),
 	}
 	s.routes.New = func() any { return &router{seen: make(map[*sess]int)} }
 	if cfg.Persister != nil {
@@ -163,7 +169,14 @@ func (s *Server) Serve(ln net.Listener, opts ListenerOptions) error {
 			return fmt.Errorf("accept on %s: %w", opts.Name, err)
 		}
 		backoff = 0
+		key := sourceKey(nc.RemoteAddr())
+		if !s.connRate.Allow(key) || !s.perAddr.Acquire(key) {
+			nc.Close() // T30: refused before any work is done for it
+			s.dropped("connection limit for source address", "")
+			continue
+		}
 		c := newConn(s, nc, opts)
+		c.addrKey = key
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
@@ -178,6 +191,14 @@ func (s *Server) Serve(ln net.Listener, opts ListenerOptions) error {
 }
 
 var errTemporary = errors.New("temporary accept error")
+
+// sourceKey is the limiter key of a remote address (see limiter.SourceKey).
+func sourceKey(a net.Addr) string {
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return limiter.SourceKey(ap.Addr())
+	}
+	return a.String()
+}
 
 func (s *Server) isClosed() bool {
 	s.mu.Lock()

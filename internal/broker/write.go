@@ -249,6 +249,7 @@ func (c *conn) finish(err error) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	s.perAddr.Release(c.addrKey)
 	close(c.done)
 	if err != nil && err != errClose {
 		s.log.Debug("connection closed", "remote", c.nc.RemoteAddr().String(), "err", err)
