@@ -18,12 +18,10 @@ import (
 // audit trail). A backup is a directory with the same layout: state/ is a Pebble
 // checkpoint taken by the running broker (consistent while it runs), the rest copied.
 
-func adminSocket(dataDir string) string { return filepath.Join(dataDir, "admin.sock") }
-
 func backup(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", "vitalmq-data", "the data directory to back up")
+	dir := fs.String("data-dir", "vitalmq-data", "the data directory to back up")
 	out := fs.String("out", "", "directory to create with the backup (must not exist)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: vitalmq backup --out DIR [--data-dir DIR]\n\nCopies the data directory, consistently, while vitalmq runs (or while it is stopped).\n\n")
@@ -46,18 +44,18 @@ func backup(args []string, stdout, stderr io.Writer) error {
 	if _, err := os.Stat(dest); err == nil {
 		return fmt.Errorf("backup: %s already exists", dest)
 	}
-	if err := copyTree(*dataDir, dest, func(rel string) bool { return rel != "state" && rel != "admin.sock" }); err != nil {
+	if err := copyTree(*dir, dest, func(rel string) bool { return rel != "state" && rel != "admin.sock" }); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
 	stateDest := filepath.Join(dest, "state")
-	err = adminsock.Call(adminSocket(*dataDir), "backup", stateDest)
+	err = adminsock.Call(dataDir(*dir).admin(), "backup", stateDest)
 	if errors.Is(err, adminsock.ErrNotRunning) {
-		err = checkpointOffline(filepath.Join(*dataDir, "state"), stateDest)
+		err = checkpointOffline(dataDir(*dir).state(), stateDest)
 	}
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	fmt.Fprintf(stdout, "backup of %s written to %s\n", *dataDir, dest)
+	fmt.Fprintf(stdout, "backup of %s written to %s\n", *dir, dest)
 	return nil
 }
 
@@ -76,7 +74,7 @@ func checkpointOffline(stateDir, dest string) error {
 func restore(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", "vitalmq-data", "the data directory to restore into")
+	dir := fs.String("data-dir", "vitalmq-data", "the data directory to restore into")
 	from := fs.String("from", "", "a directory written by vitalmq backup")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: vitalmq restore --from DIR [--data-dir DIR]\n\nReplaces the data directory with a backup. vitalmq must be stopped; the current\ndata directory is kept beside it as <data-dir>.before-restore-<time>.\n\n")
@@ -92,12 +90,12 @@ func restore(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errors.New("restore: --from is required")
 	}
-	if err := adminsock.Call(adminSocket(*dataDir), "ping", ""); !errors.Is(err, adminsock.ErrNotRunning) {
-		return fmt.Errorf("restore: vitalmq is running on %s: stop it first", *dataDir)
+	if err := adminsock.Call(dataDir(*dir).admin(), "ping", ""); !errors.Is(err, adminsock.ErrNotRunning) {
+		return fmt.Errorf("restore: vitalmq is running on %s: stop it first", *dir)
 	}
 	// Check the backup opens and loads before touching anything, on a copy: opening a
 	// Pebble store may write to it.
-	tmp := filepath.Clean(*dataDir) + ".restoring"
+	tmp := filepath.Clean(*dir) + ".restoring"
 	os.RemoveAll(tmp)
 	if err := copyTree(*from, tmp, func(string) bool { return true }); err != nil {
 		return fmt.Errorf("restore: %w", err)
@@ -111,17 +109,17 @@ func restore(args []string, stdout, stderr io.Writer) error {
 		os.RemoveAll(tmp)
 		return fmt.Errorf("restore: %s is not a usable backup: %w", *from, err)
 	}
-	if _, err := os.Stat(*dataDir); err == nil {
-		old := filepath.Clean(*dataDir) + ".before-restore-" + time.Now().UTC().Format("20060102T150405Z")
-		if err := os.Rename(*dataDir, old); err != nil {
+	if _, err := os.Stat(*dir); err == nil {
+		old := filepath.Clean(*dir) + ".before-restore-" + time.Now().UTC().Format("20060102T150405Z")
+		if err := os.Rename(*dir, old); err != nil {
 			return fmt.Errorf("restore: %w", err)
 		}
 		fmt.Fprintf(stdout, "previous data directory kept as %s\n", old)
 	}
-	if err := os.Rename(tmp, *dataDir); err != nil {
+	if err := os.Rename(tmp, *dir); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	fmt.Fprintf(stdout, "restored %s from %s\n", *dataDir, *from)
+	fmt.Fprintf(stdout, "restored %s from %s\n", *dir, *from)
 	return nil
 }
 

@@ -15,6 +15,10 @@ const usage = `vitalmq: a secure MQTT 3.1.1 / 5.0 broker for remote patient moni
 
 Usage:
   vitalmq serve [--config FILE]   run the broker (embedded defaults without --config)
+  vitalmq init [--host NAME]      create the data directory: CA, server certificate, admin user
+  vitalmq device enroll|revoke|list   device certificates from the built-in CA
+  vitalmq user add|passwd|remove|list users (clinician apps, integrations) with passwords
+  vitalmq audit verify            check the tamper-evident audit trail
   vitalmq backup --out DIR        copy the data directory, consistently, while vitalmq runs
   vitalmq restore --from DIR      replace the data directory with a backup (vitalmq stopped)
   vitalmq config                  print the documented default configuration
@@ -25,6 +29,9 @@ Run "vitalmq serve --help" for the serve options.
 `
 
 var version = "dev"
+
+// stdin is where "vitalmq user" reads passwords; tests replace it.
+var stdin io.Reader = os.Stdin
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -47,6 +54,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stdout, stderr)
+	case "init":
+		return initCmd(args[1:], stdout, stderr)
+	case "device":
+		return device(args[1:], stdout, stderr)
+	case "user":
+		return user(args[1:], stdin, stdout, stderr)
+	case "audit":
+		return auditCmd(args[1:], stdout, stderr)
 	case "backup":
 		return backup(args[1:], stdout, stderr)
 	case "restore":

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -16,11 +18,13 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"vitalmq/internal/adminsock"
+	"vitalmq/internal/audit"
+	"vitalmq/internal/auth"
 	"vitalmq/internal/broker"
 	"vitalmq/internal/config"
+	"vitalmq/internal/limiter"
+	"vitalmq/internal/pki"
 	"vitalmq/internal/state"
-	"vitalmq/internal/tlsconfig"
-	"vitalmq/internal/topic"
 	"vitalmq/internal/wslistener"
 )
 
@@ -35,7 +39,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "configuration file (TOML); without it the embedded defaults are used (see \"vitalmq config\")")
-	dataDir := fs.String("data-dir", "", "data directory (overrides storage.data_dir)")
+	dataDirFlag := fs.String("data-dir", "", "data directory (overrides storage.data_dir)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: vitalmq serve [--config FILE]\n\nRuns the broker. Without --config it listens on 127.0.0.1:1883 (MQTT) and\n127.0.0.1:8083/mqtt (WebSocket), loopback only. \"vitalmq config\" prints every setting.\n\n")
 		fs.PrintDefaults()
@@ -50,40 +54,61 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *dataDir != "" {
-		f.Storage.DataDir = *dataDir
+	if *dataDirFlag != "" {
+		f.Storage.DataDir = *dataDirFlag
 	}
 	level, _ := f.Level()
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	d := dataDir(f.Storage.DataDir)
+	if err := os.MkdirAll(string(d), 0o700); err != nil {
+		return fmt.Errorf("storage.data_dir: %w", err)
+	}
+	sec, closeSec, err := openSecurity(d, f, log, stdout)
+	if err != nil {
+		return err
+	}
+	defer closeSec()
+
 	var persister broker.Persister
+	var db *state.DB
 	if f.Storage.Mode == "durable" {
-		if err := os.MkdirAll(f.Storage.DataDir, 0o700); err != nil {
-			return fmt.Errorf("storage.data_dir: %w", err)
-		}
-		db, err := state.Open(filepath.Join(f.Storage.DataDir, "state"), log)
+		db, err = state.Open(d.state(), log)
 		if err != nil {
 			return fmt.Errorf("storage.data_dir: %w", err)
 		}
 		defer db.Close() // after the broker: deferred calls run in reverse order
 		persister = db
-		admin, err := adminsock.Listen(adminSocket(f.Storage.DataDir), map[string]adminsock.Handler{
-			"ping":   func(context.Context, string) error { return nil },
-			"backup": func(_ context.Context, dest string) error { return db.Checkpoint(dest) },
-		})
-		if err != nil {
-			return err
-		}
-		defer admin.Close()
-		log.Info("broker state is durable", "data_dir", f.Storage.DataDir)
+		log.Info("broker state is durable", "data_dir", d)
 	} else {
 		log.Warn("storage.mode is memory: sessions and queued messages are lost on restart")
 	}
+	admin, err := adminsock.Listen(d.admin(), map[string]adminsock.Handler{
+		"ping": func(context.Context, string) error { return nil },
+		"backup": func(_ context.Context, dest string) error {
+			if db == nil {
+				return errors.New("storage.mode is memory: no broker state to back up")
+			}
+			return db.Checkpoint(dest)
+		},
+		"audit": func(_ context.Context, event string) error {
+			var e audit.Event
+			if err := json.Unmarshal([]byte(event), &e); err != nil {
+				return err
+			}
+			return sec.audit.Append(e)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
 
 	b := f.Broker
 	bcfg := broker.Config{
 		Logger:               log,
-		Authorizer:           newACL(f.ACL),
+		Authenticator:        sec,
+		Authorizer:           sec,
 		Persister:            persister,
 		ConnectTimeout:       b.ConnectTimeout.Duration,
 		PreAuthMaxPacketSize: b.PreAuthMaxPacketSize,
@@ -124,7 +149,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	for _, l := range f.Listeners {
-		ln, err := listen(l, srv.Config().MaxPacketSize, log)
+		ln, err := listen(l, sec.ca, srv.Config().MaxPacketSize, log)
 		if err != nil {
 			closeAll()
 			return err
@@ -146,6 +171,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		})
 	}
 	log.Info("vitalmq started", "listeners", len(lns))
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	g.Go(func() error { sec.watch(watchCtx, srv); return nil })
 
 	errc := make(chan error, 1)
 	go func() { errc <- g.Wait() }()
@@ -157,6 +185,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	log.Info("shutting down")
+	stopWatch()
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
@@ -166,12 +195,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // listen opens one configured listener.
-func listen(l config.Listener, maxPacket int, log *slog.Logger) (net.Listener, error) {
+func listen(l config.Listener, ca *pki.CA, maxPacket int, log *slog.Logger) (net.Listener, error) {
 	var tcfg *tls.Config
 	if l.Type == "tls" || l.Type == "wss" {
 		var err error
-		if tcfg, err = tlsconfig.Server(l.CertFile, l.KeyFile); err != nil {
-			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
+		if tcfg, err = serverTLS(l, ca); err != nil {
+			return nil, err
 		}
 	}
 	ln, err := net.Listen("tcp", l.Address)
@@ -187,21 +216,66 @@ func listen(l config.Listener, maxPacket int, log *slog.Logger) (net.Listener, e
 	return ln, nil
 }
 
-// acl is the interim policy until per-user ACLs land: everything is allowed except the
-// configured deny_subscribe filters and the server's $-topics.
-type acl struct{ denySubscribe []string }
-
-func newACL(c config.ACL) *acl { return &acl{denySubscribe: c.DenySubscribe} }
-
-func (a *acl) CanPublish(_ *broker.Client, name string) bool { return true }
-
-func (a *acl) CanSubscribe(_ *broker.Client, filter string) bool {
-	for _, d := range a.denySubscribe {
-		if topic.Covers(d, filter) {
-			return false
+// openSecurity opens (creating on first start) the built-in CA, the users (with an admin
+// whose password is shown once), the access policy and the audit trail.
+func openSecurity(d dataDir, f *config.File, log *slog.Logger, stdout io.Writer) (*security, func(), error) {
+	ca, err := pki.Open(d.pki())
+	if errors.Is(err, fs.ErrNotExist) {
+		ca, err = pki.Init(d.pki(), serverHosts(f.TLS.Hosts), 0)
+		if err == nil {
+			log.Info("created the built-in CA", "ca", filepath.Join(d.pki(), "ca.crt"))
 		}
 	}
-	return true
+	if err != nil {
+		return nil, nil, fmt.Errorf("data_dir pki: %w", err)
+	}
+	users, err := auth.Open(d.users())
+	if err != nil {
+		return nil, nil, fmt.Errorf("data_dir users: %w", err)
+	}
+	if pw, err := users.BootstrapAdmin(); err == nil {
+		printWelcome(stdout, d, pw)
+	} else if !errors.Is(err, auth.ErrNotEmpty) {
+		return nil, nil, fmt.Errorf("data_dir users: %w", err)
+	}
+	pol := auth.DefaultPolicy()
+	if len(f.ACL.Rules) > 0 {
+		if pol, err = auth.ParsePolicy(auth.PolicyConfig{Rules: f.ACL.Rules}); err != nil {
+			return nil, nil, fmt.Errorf("config: acl: %w", err)
+		}
+	}
+	al, err := d.openAudit()
+	if err != nil {
+		return nil, nil, fmt.Errorf("data_dir audit: %w", err)
+	}
+	sec := &security{ca: ca, users: users, policy: auth.NewPolicies(pol), throttle: auth.NewThrottle(auth.ThrottleConfig{}),
+		audit: al, log: log, deny: f.ACL.DenySubscribe, denyLog: limiter.New(1, 20, 10_000)}
+	return sec, func() { al.Close() }, nil
 }
 
-func (a *acl) CanReceive(_ *broker.Client, name string) bool { return true }
+// serverHosts are the names of the built-in server certificate: the configured ones and this host's name.
+func serverHosts(configured []string) []string {
+	hosts := append([]string(nil), configured...)
+	if h, err := os.Hostname(); err == nil && h != "" {
+		hosts = append(hosts, h)
+	}
+	return hosts
+}
+
+func printWelcome(w io.Writer, d dataDir, password string) {
+	ca := filepath.Join(d.pki(), "ca.crt")
+	fmt.Fprintf(w, `
+vitalmq: new installation in %[1]s
+  CA certificate (give it to devices and clients): %[2]s
+  admin password (shown once; change it: vitalmq user passwd admin): %[3]s
+
+Enrol a device (certificate and key for client id monitor-0001):
+  vitalmq device enroll monitor-0001 --out ./monitor-0001
+  mosquitto_pub -h <this-host> -p 8883 --cafile %[2]s --cert monitor-0001/monitor-0001.crt \
+    --key monitor-0001/monitor-0001.key -i monitor-0001 -t dev/monitor-0001/hr -m 72 -q 1
+Add a user (clinician app, integration):
+  vitalmq user add nurse-station --role clinician
+  mosquitto_sub -h <this-host> -p 8883 --cafile %[2]s -u nurse-station -P <password> -i nurse-station:1 -t 'dev/#' -v
+
+`, d, ca, password)
+}

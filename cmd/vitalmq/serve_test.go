@@ -21,6 +21,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"vitalmq/internal/config"
 )
 
 // syncBuffer is a bytes.Buffer safe for the server goroutine and the test.
@@ -225,7 +227,9 @@ func TestServeRefusesBadConfig(t *testing.T) {
 	for _, c := range []struct{ name, toml, want string }{
 		{"plaintext on a public address", "[[listener]]\ntype = \"tcp\"\naddress = \"0.0.0.0:1883\"\n", "listener[0].address"},
 		{"anonymous on a public address", "[[listener]]\ntype = \"tls\"\naddress = \"0.0.0.0:8883\"\nallow_anonymous = true\ncert_file=\"a\"\nkey_file=\"b\"\n", "listener[0].allow_anonymous"},
-		{"tls without a certificate", "[[listener]]\ntype = \"tls\"\naddress = \"127.0.0.1:8883\"\n", "listener[0].cert_file"},
+		{"certificate without a key", "[[listener]]\ntype = \"tls\"\naddress = \"127.0.0.1:8883\"\ncert_file = \"a\"\n", "listener[0].cert_file"},
+		{"bad client_auth", "[[listener]]\ntype = \"tls\"\naddress = \"127.0.0.1:8883\"\nclient_auth = \"maybe\"\n", "listener[0].client_auth"},
+		{"bad acl rule", "[[listener]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n[[acl.rule]]\nrole = \"device\"\npublish = [\"dev/#/x\"]\n", "acl"},
 		{"unknown listener type", "[[listener]]\ntype = \"udp\"\naddress = \"127.0.0.1:1\"\n", "listener[0].type"},
 		{"unknown setting", "[broker]\nmax_packet_sise = 5\n[[listener]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n", "broker.max_packet_sise"},
 		{"bad duration", "[broker]\nconnect_timeout = \"ten\"\n[[listener]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n", "connect_timeout"},
@@ -252,8 +256,14 @@ func TestEmbeddedDefaultsParse(t *testing.T) {
 	if err := run(context.Background(), []string{"config"}, &out, &out); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "127.0.0.1:1883") {
-		t.Fatalf("default config does not listen on 127.0.0.1:1883:\n%s", out.String())
+	f, err := config.Parse("printed", out.Bytes())
+	if err != nil {
+		t.Fatalf("printed default config does not parse: %v", err)
+	}
+	for _, l := range f.Listeners {
+		if l.Type != "tls" && l.Type != "wss" || l.AllowAnonymous {
+			t.Errorf("default listener %s is %s, anonymous %v: want TLS only, no anonymous access", l.Name, l.Type, l.AllowAnonymous)
+		}
 	}
 }
 

@@ -31,7 +31,9 @@ type ConnectRequest struct {
 }
 
 // Authenticator checks a CONNECT. It returns the client's identity, or an error: a
-// packet.ReasonCode in the chain picks the CONNACK code (default NotAuthorized).
+// packet.ReasonCode in the chain picks the CONNACK code (default NotAuthorized). The
+// returned Client's ClientID, when set, is the client identifier the connection gets (an
+// identity bound to its client id, or one assigned for an empty request).
 type Authenticator interface {
 	Authenticate(ctx context.Context, req *ConnectRequest) (*Client, error)
 }

@@ -322,15 +322,18 @@ func (c *conn) refuse(version byte, rc packet.ReasonCode) {
 func (c *conn) attach(p *packet.Connect) error {
 	s, cfg := c.s, &c.s.cfg
 	var ack packet.Connack
-	id := p.ClientID
+	id := c.client.ClientID // the Authenticator may bind the identity to a client id
+	if id == "" {
+		id = p.ClientID
+	}
 	if id == "" { // [MQTT-3.1.3-6] assign one
 		var b [12]byte
 		rand.Read(b[:])
 		id = "auto-" + hex.EncodeToString(b[:])
-		if p.Version == packet.Version5 {
-			ack.Props.AssignedClientID = id
-			ack.Props.Set(packet.PropAssignedClientID)
-		}
+	}
+	if p.ClientID == "" && p.Version == packet.Version5 {
+		ack.Props.AssignedClientID = id // [MQTT-3.2.2-16]
+		ack.Props.Set(packet.PropAssignedClientID)
 	}
 	c.client.ClientID = id
 

@@ -162,10 +162,6 @@ func (c *rawConn) ftDisconnect(version byte) {
 	c.expectClosed(2 * time.Second)
 }
 
-// ftU16 and ftU32 return pointers, for paho property structs.
-func ftU16(v uint16) *uint16 { return &v }
-func ftU32(v uint32) *uint32 { return &v }
-
 // ftInbox collects the PUBLISH packets a paho.golang client receives.
 type ftInbox struct {
 	mu   sync.Mutex

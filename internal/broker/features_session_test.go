@@ -109,7 +109,7 @@ func TestFtSessionExpiry5(t *testing.T) {
 	c, _ = ftDial(t, s.Addr, v, "se-zero", func(p *packet.Connect) { p.CleanStart = false })
 	c.ftSub(v, "se/#", 1)
 	c.ftDisconnect(v)
-	c, ack = ftDial(t, s.Addr, v, "se-zero", func(p *packet.Connect) { p.CleanStart = false })
+	_, ack = ftDial(t, s.Addr, v, "se-zero", func(p *packet.Connect) { p.CleanStart = false })
 	if ack.SessionPresent {
 		t.Fatal("Session Present=1 though Session Expiry Interval was 0 [MQTT-3.1.2-23]")
 	}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"vitalmq/internal/auth"
 )
 
 // Example is the documented example configuration, also the embedded default.
@@ -25,6 +27,7 @@ var Example string
 // File is the configuration file's schema.
 type File struct {
 	LogLevel  string     `toml:"log_level"`
+	TLS       TLS        `toml:"tls"`
 	Storage   Storage    `toml:"storage"`
 	Broker    Broker     `toml:"broker"`
 	Listeners []Listener `toml:"listener"`
@@ -53,6 +56,13 @@ type Broker struct {
 	SysInterval          Duration `toml:"sys_interval"`
 }
 
+// TLS configures the built-in CA's server certificate.
+type TLS struct {
+	// Hosts are the DNS names and IP addresses the server certificate created on first
+	// start is valid for, besides localhost, 127.0.0.1 and ::1. Default: this host's name.
+	Hosts []string `toml:"hosts"`
+}
+
 // Storage is where broker state lives.
 type Storage struct {
 	// DataDir holds the broker state; it is locked while vitalmq runs. Default "vitalmq-data".
@@ -68,14 +78,18 @@ type Listener struct {
 	Type           string `toml:"type"` // tcp, tls, ws, wss
 	Address        string `toml:"address"`
 	AllowAnonymous bool   `toml:"allow_anonymous"`
-	CertFile       string `toml:"cert_file"`
+	CertFile       string `toml:"cert_file"` // tls, wss: default the built-in server certificate
 	KeyFile        string `toml:"key_file"`
-	Path           string `toml:"path"` // ws, wss: the HTTP path, default /mqtt
+	ClientAuth     string `toml:"client_auth"` // tls, wss: none, optional (default), required
+	ClientCA       string `toml:"client_ca"`   // tls, wss: PEM bundle of an external CA; default the built-in CA
+	Path           string `toml:"path"`        // ws, wss: the HTTP path, default /mqtt
 }
 
-// ACL is the access policy. For now: filters nobody may subscribe to.
+// ACL is the access policy: rules per role (see internal/auth; none: the built-in
+// defaults) and filters nobody may subscribe to.
 type ACL struct {
-	DenySubscribe []string `toml:"deny_subscribe"`
+	Rules         []auth.Rule `toml:"rule"`
+	DenySubscribe []string    `toml:"deny_subscribe"`
 }
 
 // Duration is a time.Duration written as "10s", "5m", "168h".
@@ -175,8 +189,15 @@ func (f *File) Validate() error {
 		if l.AllowAnonymous && !loopback {
 			errs = append(errs, fmt.Errorf("%s.allow_anonymous: anonymous access is allowed only on loopback addresses, not %q", at, l.Address))
 		}
-		if !plain && (l.CertFile == "" || l.KeyFile == "") {
-			errs = append(errs, fmt.Errorf("%s.cert_file: a %s listener needs cert_file and key_file", at, l.Type))
+		if !plain && (l.CertFile == "") != (l.KeyFile == "") {
+			errs = append(errs, fmt.Errorf("%s.cert_file: set both cert_file and key_file, or neither (the built-in certificate)", at))
+		}
+		switch l.ClientAuth {
+		case "":
+			l.ClientAuth = "optional"
+		case "none", "optional", "required":
+		default:
+			errs = append(errs, fmt.Errorf("%s.client_auth: %q is not one of none, optional, required", at, l.ClientAuth))
 		}
 		if l.Path == "" {
 			l.Path = "/mqtt"

@@ -8,8 +8,10 @@ import (
 
 func TestConcurrencyLimit(t *testing.T) {
 	c := NewConcurrency(2, 10)
-	if !c.Acquire("ip") || !c.Acquire("ip") {
-		t.Fatal("refused within the limit")
+	for i := range 2 {
+		if !c.Acquire("ip") {
+			t.Fatalf("holder %d refused within the limit", i+1)
+		}
 	}
 	if c.Acquire("ip") {
 		t.Fatal("third holder allowed with limit 2")
@@ -28,7 +30,8 @@ func TestConcurrencyLimit(t *testing.T) {
 		t.Fatalf("Count = %d, Len = %d, want 0 and 1", c.Count("ip"), c.Len())
 	}
 	c.Release("never")
-	if !c.Acquire("ip") || !c.Acquire("ip") || c.Acquire("ip") {
+	ok1, ok2, ok3 := c.Acquire("ip"), c.Acquire("ip"), c.Acquire("ip")
+	if !ok1 || !ok2 || ok3 {
 		t.Fatal("extra releases raised the limit")
 	}
 }

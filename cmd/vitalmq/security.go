@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"vitalmq/internal/audit"
+	"vitalmq/internal/auth"
+	"vitalmq/internal/broker"
+	"vitalmq/internal/config"
+	"vitalmq/internal/limiter"
+	"vitalmq/internal/packet"
+	"vitalmq/internal/pki"
+	"vitalmq/internal/tlsconfig"
+	"vitalmq/internal/topic"
+)
+
+// security adapts the identity and policy packages (pki, auth, audit) to the broker's
+// Authenticator and Authorizer. A connection is one of:
+//   - a device: a TLS client certificate from the built-in CA; identity = its device id,
+//     client id = the device id;
+//   - a user (admin, clinician, service): user name and password, argon2id, throttled;
+//     client id "<user>:<anything>";
+//   - anonymous: only on a loopback listener with allow_anonymous (local testing): any
+//     topic but the server's $-topics.
+//
+// Every refusal and every successful connect is audited; passwords never are.
+type security struct {
+	ca       *pki.CA
+	users    *auth.Users
+	policy   *auth.Policies
+	throttle *auth.Throttle
+	audit    *audit.Log
+	log      *slog.Logger
+	deny     []string         // acl.deny_subscribe: filters nobody may subscribe to
+	denyLog  *limiter.Limiter // audit records of ACL denials per client: a flood of denied packets must not flood the trail
+}
+
+var (
+	_ broker.Authenticator = (*security)(nil)
+	_ broker.Authorizer    = (*security)(nil)
+)
+
+func (s *security) record(typ string, fields map[string]string) {
+	if err := s.audit.Append(audit.Event{Type: typ, Fields: fields}); err != nil {
+		s.log.Error("audit append failed", "type", typ, "err", err)
+	}
+}
+
+func remoteIP(a net.Addr) string {
+	if host, _, err := net.SplitHostPort(a.String()); err == nil {
+		return host
+	}
+	return a.String()
+}
+
+// Authenticate implements broker.Authenticator.
+func (s *security) Authenticate(_ context.Context, req *broker.ConnectRequest) (*broker.Client, error) {
+	remote := remoteIP(req.Remote)
+	fail := func(reason string, rc packet.ReasonCode, user string) (*broker.Client, error) {
+		f := map[string]string{"remote": remote, "listener": req.Listener, "reason": reason, "client_id": req.ClientID}
+		if user != "" {
+			f["username"] = user
+		}
+		s.record(audit.TypeAuthFailure, f)
+		return nil, rc
+	}
+	if req.TLS != nil && len(req.TLS.PeerCertificates) > 0 {
+		device, err := pki.DeviceID(req.TLS.PeerCertificates[0]) // verified by the TLS handshake
+		if err != nil {
+			return fail("certificate_without_device_id", packet.NotAuthorized, "")
+		}
+		id := auth.Identity{Device: device, Role: auth.RoleDevice}
+		cid, err := auth.ResolveClientID(id, req.ClientID)
+		if err != nil {
+			return fail("client_id_mismatch", packet.ClientIdentifierNotValid, "")
+		}
+		s.record(audit.TypeConnect, map[string]string{"device": device, "client_id": cid, "remote": remote, "listener": req.Listener})
+		return &broker.Client{ClientID: cid, Listener: req.Listener, Remote: req.Remote,
+			Attrs: map[string]string{"role": auth.RoleDevice, "device": device}}, nil
+	}
+	if !req.HasUsername {
+		return nil, fmt.Errorf("%w: no credentials", packet.NotAuthorized) // anonymous: the listener decides
+	}
+	if req.TLS == nil && !isLoopbackAddr(req.Remote) {
+		return fail("password_without_tls", packet.NotAuthorized, req.Username)
+	}
+	if wait, ok := s.throttle.Check(req.Username, remote); !ok {
+		s.record(audit.TypeAuthThrottle, map[string]string{"username": req.Username, "remote": remote, "reason": "locked_out_" + wait.Round(time.Second).String()})
+		return nil, packet.Banned // T31: refused during the lock-out, even with the right password
+	}
+	if err := s.users.Reload(); err != nil { // a stat when unchanged: "vitalmq user add" takes effect at once
+		s.log.Error("reloading users failed; keeping the previous ones", "err", err)
+	}
+	u, err := s.users.Verify(req.Username, string(req.Password))
+	if err != nil {
+		s.throttle.Failure(req.Username, remote)
+		return fail("bad_credentials", packet.BadUserNameOrPassword, req.Username)
+	}
+	s.throttle.Success(req.Username, remote)
+	id := auth.Identity{Username: u.Name, Role: u.Role}
+	cid, err := auth.ResolveClientID(id, req.ClientID)
+	if err != nil {
+		return fail("client_id_not_allowed", packet.ClientIdentifierNotValid, u.Name)
+	}
+	s.record(audit.TypeConnect, map[string]string{"username": u.Name, "role": u.Role, "client_id": cid, "remote": remote, "listener": req.Listener})
+	return &broker.Client{ClientID: cid, Username: u.Name, Listener: req.Listener, Remote: req.Remote,
+		Attrs: map[string]string{"role": u.Role}}, nil
+}
+
+func isLoopbackAddr(a net.Addr) bool {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.IsLoopback()
+	}
+	return false
+}
+
+func identity(c *broker.Client) auth.Identity {
+	return auth.Identity{Username: c.Username, Device: c.Attrs["device"], ClientID: c.ClientID, Role: c.Attrs["role"]}
+}
+
+func reserved(name string) bool { return len(name) > 0 && name[0] == '$' }
+
+// CanPublish implements broker.Authorizer.
+func (s *security) CanPublish(c *broker.Client, name string) bool {
+	if c.Anonymous {
+		return !reserved(name)
+	}
+	ok := s.policy.Load().CanPublish(identity(c), name)
+	if !ok && s.denyLog.Allow(c.ClientID) {
+		s.record(audit.TypeACLDeny, map[string]string{"client_id": c.ClientID, "action": "publish", "topic": name})
+	}
+	return ok
+}
+
+// CanSubscribe implements broker.Authorizer.
+func (s *security) CanSubscribe(c *broker.Client, filter string) bool {
+	for _, d := range s.deny {
+		if topic.Covers(d, filter) || topic.Covers(filter, d) {
+			return false
+		}
+	}
+	if c.Anonymous {
+		return !reserved(filter)
+	}
+	ok := s.policy.Load().CanSubscribe(identity(c), filter)
+	if !ok && s.denyLog.Allow(c.ClientID) {
+		s.record(audit.TypeACLDeny, map[string]string{"client_id": c.ClientID, "action": "subscribe", "topic_filter": filter})
+	}
+	return ok
+}
+
+// CanReceive implements broker.Authorizer: checked on every delivery, not audited (a
+// wildcard subscription legitimately skips topics it may not read).
+func (s *security) CanReceive(c *broker.Client, name string) bool {
+	for _, d := range s.deny {
+		if topic.Match(d, name) {
+			return false
+		}
+	}
+	if c.Anonymous {
+		return !reserved(name)
+	}
+	return s.policy.Load().CanReceive(identity(c), name)
+}
+
+// watch applies changes made by the CLI while the broker runs, until ctx ends: revoked
+// devices are disconnected and their sessions purged within a second; users and the CA
+// index are reloaded.
+func (s *security) watch(ctx context.Context, srv *broker.Server) {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	revoked := s.revokedDevices()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := s.ca.Reload(); err != nil {
+			s.log.Error("reloading the device index failed; keeping the previous one", "err", err)
+		}
+		if err := s.users.Reload(); err != nil {
+			s.log.Error("reloading users failed; keeping the previous ones", "err", err)
+		}
+		now := s.revokedDevices()
+		for id := range now {
+			if revoked[id] {
+				continue
+			}
+			if srv.Kick(id, packet.AdministrativeAction, true) {
+				s.record(audit.TypeKick, map[string]string{"device": id, "client_id": id, "reason": "certificate_revoked"})
+				s.log.Info("revoked device disconnected", "device", id)
+			}
+		}
+		revoked = now
+	}
+}
+
+// revokedDevices are the devices with no valid certificate left.
+func (s *security) revokedDevices() map[string]bool {
+	list, err := s.ca.Devices()
+	if err != nil {
+		return nil
+	}
+	valid := map[string]bool{}
+	out := map[string]bool{}
+	for _, d := range list {
+		if d.Revoked {
+			out[d.ID] = true
+		} else {
+			valid[d.ID] = true
+		}
+	}
+	for id := range valid {
+		delete(out, id) // re-enrolled with a new certificate
+	}
+	return out
+}
+
+// serverTLS builds a listener's TLS configuration: the configured certificate or the
+// built-in server certificate, and client certificates per client_auth, verified against
+// the built-in CA (with revocation, also on resumed sessions) or an external CA bundle.
+func serverTLS(l config.Listener, ca *pki.CA) (*tls.Config, error) {
+	certFile, keyFile := l.CertFile, l.KeyFile
+	if certFile == "" {
+		certFile, keyFile = ca.ServerCertFiles()
+	}
+	cfg, err := tlsconfig.Server(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("listener %s: %w", l.Name, err)
+	}
+	if l.ClientAuth == "none" {
+		return cfg, nil
+	}
+	pool, verify := ca.Pool(), ca.VerifyConnection
+	if l.ClientCA != "" {
+		pem, err := os.ReadFile(l.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("listener %s: client_ca: %w", l.Name, err)
+		}
+		pool = x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("listener %s: client_ca: no certificate in %s", l.Name, l.ClientCA)
+		}
+		verify = func(tls.ConnectionState) error { return nil } // chain verified by crypto/tls
+	}
+	cfg.ClientCAs = pool
+	cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	if l.ClientAuth == "required" {
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			if l.ClientAuth == "required" {
+				return errors.New("client certificate required")
+			}
+			return nil // a user: password authentication follows
+		}
+		return verify(cs)
+	}
+	return cfg, nil
+}
