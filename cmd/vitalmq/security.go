@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"vitalmq/internal/audit"
@@ -39,7 +40,9 @@ type security struct {
 	throttle *auth.Throttle
 	audit    *audit.Log
 	log      *slog.Logger
-	deny     []string         // acl.deny_subscribe: filters nobody may subscribe to
+	deny     atomic.Pointer[[]string] // acl.deny_subscribe: filters nobody may subscribe to
+	cfgPath  string                   // the configuration file, re-read for [acl] changes ("" for the embedded one)
+	cfgMod   time.Time
 	denyLog  *limiter.Limiter // audit records of ACL denials per client: a flood of denied packets must not flood the trail
 }
 
@@ -142,7 +145,7 @@ func (s *security) CanPublish(c *broker.Client, name string) bool {
 
 // CanSubscribe implements broker.Authorizer.
 func (s *security) CanSubscribe(c *broker.Client, filter string) bool {
-	for _, d := range s.deny {
+	for _, d := range *s.deny.Load() {
 		if topic.Covers(d, filter) || topic.Covers(filter, d) {
 			return false
 		}
@@ -160,7 +163,7 @@ func (s *security) CanSubscribe(c *broker.Client, filter string) bool {
 // CanReceive implements broker.Authorizer: checked on every delivery, not audited (a
 // wildcard subscription legitimately skips topics it may not read).
 func (s *security) CanReceive(c *broker.Client, name string) bool {
-	for _, d := range s.deny {
+	for _, d := range *s.deny.Load() {
 		if topic.Match(d, name) {
 			return false
 		}
@@ -190,6 +193,7 @@ func (s *security) watch(ctx context.Context, srv *broker.Server) {
 		if err := s.users.Reload(); err != nil {
 			s.log.Error("reloading users failed; keeping the previous ones", "err", err)
 		}
+		s.reloadACL()
 		now := s.revokedDevices()
 		for id := range now {
 			if revoked[id] {
@@ -202,6 +206,39 @@ func (s *security) watch(ctx context.Context, srv *broker.Server) {
 		}
 		revoked = now
 	}
+}
+
+// reloadACL applies a changed [acl] section of the configuration file. A file that does not
+// parse, or a policy that is invalid, keeps the previous policy in force (CASES T91).
+func (s *security) reloadACL() {
+	if s.cfgPath == "" {
+		return
+	}
+	st, err := os.Stat(s.cfgPath)
+	if err != nil || !st.ModTime().After(s.cfgMod) {
+		return
+	}
+	s.cfgMod = st.ModTime()
+	var deny []string
+	err = s.policy.Reload(func() (auth.PolicyConfig, error) {
+		f, err := config.Load(s.cfgPath)
+		if err != nil {
+			return auth.PolicyConfig{}, err
+		}
+		deny = f.ACL.DenySubscribe
+		if len(f.ACL.Rules) == 0 {
+			return auth.PolicyConfig{Rules: auth.DefaultRules()}, nil
+		}
+		return auth.PolicyConfig{Rules: f.ACL.Rules}, nil
+	})
+	if err != nil {
+		s.log.Error("access policy not reloaded; the previous one stays in force", "err", err)
+		s.record(audit.TypeConfigChange, map[string]string{"setting": "acl", "reason": "reload_failed"})
+		return
+	}
+	s.deny.Store(&deny)
+	s.log.Info("access policy reloaded", "config", s.cfgPath)
+	s.record(audit.TypeConfigChange, map[string]string{"setting": "acl", "action": "reloaded"})
 }
 
 // revokedDevices are the devices with no valid certificate left.

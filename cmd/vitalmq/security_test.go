@@ -19,20 +19,24 @@ import (
 
 // secServer runs serve with the default security on a loopback TLS listener.
 type secServer struct {
-	addr, dir, adminPW string
-	pool               *x509.CertPool
+	addr, dir, adminPW, cfg string
+	pool                    *x509.CertPool
 }
 
-func startSecure(t *testing.T) *secServer {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "data")
-	path := filepath.Join(t.TempDir(), "c.toml")
-	os.WriteFile(path, []byte(`
+const secListener = `
 [[listener]]
 name = "mqtts"
 type = "tls"
 address = "127.0.0.1:0"
-`), 0o600)
+`
+
+func startSecure(t *testing.T) *secServer { return startSecureWith(t, secListener) }
+
+func startSecureWith(t *testing.T, toml string) *secServer {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "data")
+	path := filepath.Join(t.TempDir(), "c.toml")
+	os.WriteFile(path, []byte(toml), 0o600)
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
@@ -43,7 +47,7 @@ address = "127.0.0.1:0"
 			t.Errorf("serve: %v\n%s", err, stderr.String())
 		}
 	})
-	s := &secServer{dir: dir}
+	s := &secServer{dir: dir, cfg: path}
 	deadline := time.Now().Add(15 * time.Second)
 	for s.addr == "" {
 		if time.Now().After(deadline) {
@@ -94,7 +98,7 @@ func (s *secServer) enroll(t *testing.T, id string) (certFile, keyFile string) {
 func (s *secServer) client(t *testing.T, id string, opts func(*mqtt.ClientOptions)) (mqtt.Client, error) {
 	t.Helper()
 	o := mqtt.NewClientOptions().AddBroker("ssl://" + s.addr).SetClientID(id).SetAutoReconnect(false).
-		SetConnectRetry(false).SetConnectTimeout(5 * time.Second).SetTLSConfig(&tls.Config{RootCAs: s.pool})
+		SetConnectRetry(false).SetConnectTimeout(5 * time.Second).SetProtocolVersion(4).SetTLSConfig(&tls.Config{RootCAs: s.pool})
 	if opts != nil {
 		opts(o)
 	}
@@ -264,5 +268,74 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 	out, err := s.cli(t, "", "audit", "verify")
 	if err == nil || !strings.Contains(out, "line") {
 		t.Fatalf("audit verify after an edit = %v\n%s; want a failure naming the line", err, out)
+	}
+}
+
+// CASES T31: failed logins are throttled per user name: after 10 failures even the right
+// password is refused during the lock-out, and the throttling is audited.
+func TestLoginThrottle(t *testing.T) {
+	s := startSecure(t)
+	if out, err := s.cli(t, "correct horse battery\n", "user", "add", "nurse", "--role", "clinician"); err != nil {
+		t.Fatalf("user add: %v %s", err, out)
+	}
+	for i := range 10 {
+		_, err := s.client(t, fmt.Sprintf("nurse:%d", i), withPassword("nurse", "wrong password number"))
+		if err == nil || !strings.Contains(err.Error(), "bad user name or password") {
+			t.Fatalf("attempt %d: %v, want bad user name or password", i, err)
+		}
+	}
+	_, err := s.client(t, "nurse:ok", withPassword("nurse", "correct horse battery"))
+	if err == nil || !strings.Contains(err.Error(), "not Authorized") {
+		t.Fatalf("right password during the lock-out: %v, want refused", err)
+	}
+	log, _ := os.ReadFile(filepath.Join(s.dir, "audit", "audit.log"))
+	if !bytes.Contains(log, []byte(`"type":"auth.throttled"`)) || bytes.Count(log, []byte(`"type":"auth.failure"`)) < 10 {
+		t.Fatalf("audit log lacks the failures or the throttling:\n%s", log)
+	}
+}
+
+// The [acl] section reloads live; a configuration that fails to load keeps the policy in
+// force (CASES T91).
+func TestACLReload(t *testing.T) {
+	s := startSecureWith(t, secListener+"[acl]\ndeny_subscribe = [\"dev/blocked\"]\n")
+	if out, err := s.cli(t, "correct horse battery\n", "user", "add", "nurse", "--role", "clinician"); err != nil {
+		t.Fatalf("user add: %v %s", err, out)
+	}
+	c, err := s.client(t, "nurse:1", withPassword("nurse", "correct horse battery"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	granted := func() byte {
+		t.Helper()
+		tok := c.Subscribe("dev/blocked", 0, nil)
+		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("subscribe: %v", tok.Error())
+		}
+		return tok.(*mqtt.SubscribeToken).Result()["dev/blocked"]
+	}
+	if g := granted(); g != 0x80 {
+		t.Fatalf("denied filter granted %#x", g)
+	}
+	touch := func(content string) {
+		os.WriteFile(s.cfg, []byte(content), 0o600)
+		later := time.Now().Add(2 * time.Second) // a distinct modification time even on coarse clocks
+		os.Chtimes(s.cfg, later, later)
+	}
+	touch(secListener)
+	deadline := time.Now().Add(5 * time.Second)
+	for granted() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("policy change not applied")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	touch("this is not toml [[[")
+	time.Sleep(1500 * time.Millisecond) // three watcher rounds: nothing may change
+	if g := granted(); g != 0 {
+		t.Fatalf("after a failed reload the filter is %#x, want the last good policy (granted)", g)
+	}
+	log, _ := os.ReadFile(filepath.Join(s.dir, "audit", "audit.log"))
+	if !bytes.Contains(log, []byte(`"reason":"reload_failed"`)) {
+		t.Fatal("failed reload not audited")
 	}
 }

@@ -64,7 +64,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(string(d), 0o700); err != nil {
 		return fmt.Errorf("storage.data_dir: %w", err)
 	}
-	sec, closeSec, err := openSecurity(d, f, log, stdout)
+	sec, closeSec, err := openSecurity(d, f, *cfgPath, log, stdout)
 	if err != nil {
 		return err
 	}
@@ -218,7 +218,7 @@ func listen(l config.Listener, ca *pki.CA, maxPacket int, log *slog.Logger) (net
 
 // openSecurity opens (creating on first start) the built-in CA, the users (with an admin
 // whose password is shown once), the access policy and the audit trail.
-func openSecurity(d dataDir, f *config.File, log *slog.Logger, stdout io.Writer) (*security, func(), error) {
+func openSecurity(d dataDir, f *config.File, cfgPath string, log *slog.Logger, stdout io.Writer) (*security, func(), error) {
 	ca, err := pki.Open(d.pki())
 	if errors.Is(err, fs.ErrNotExist) {
 		ca, err = pki.Init(d.pki(), serverHosts(f.TLS.Hosts), 0)
@@ -249,7 +249,14 @@ func openSecurity(d dataDir, f *config.File, log *slog.Logger, stdout io.Writer)
 		return nil, nil, fmt.Errorf("data_dir audit: %w", err)
 	}
 	sec := &security{ca: ca, users: users, policy: auth.NewPolicies(pol), throttle: auth.NewThrottle(auth.ThrottleConfig{}),
-		audit: al, log: log, deny: f.ACL.DenySubscribe, denyLog: limiter.New(1, 20, 10_000)}
+		audit: al, log: log, denyLog: limiter.New(1, 20, 10_000), cfgPath: cfgPath}
+	deny := f.ACL.DenySubscribe
+	sec.deny.Store(&deny)
+	if cfgPath != "" {
+		if st, err := os.Stat(cfgPath); err == nil {
+			sec.cfgMod = st.ModTime()
+		}
+	}
 	return sec, func() { al.Close() }, nil
 }
 

@@ -473,9 +473,8 @@ func TestAttackConnect(t *testing.T) {
 		fxAlive(t, s)
 	})
 
-	t.Run("T31_password_brute_force", func(t *testing.T) {
-		t.Skip("needs failed-login throttling: issue 3")
-	})
+	// T31 (password brute force): throttling lives in the composition root's authenticator;
+	// see cmd/vitalmq TestLoginThrottle and internal/auth's throttle tests.
 }
 
 // atkDialFrom connects from a given loopback source address (127.0.0.0/8 is all loopback).
