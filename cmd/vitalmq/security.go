@@ -205,7 +205,29 @@ func (s *security) watch(ctx context.Context, srv *broker.Server) {
 			}
 		}
 		revoked = now
+		// Sessions of users that no longer exist end (checked every round: a user added and
+		// removed between two rounds must not keep a session).
+		users := s.userNames()
+		gone := map[string]bool{}
+		srv.KickWhere(func(c *broker.Client) bool {
+			if c.Anonymous || c.Username == "" || users[c.Username] {
+				return false
+			}
+			gone[c.Username] = true
+			return true
+		}, packet.NotAuthorized, true)
+		for name := range gone {
+			s.record(audit.TypeKick, map[string]string{"username": name, "reason": "user_removed"})
+		}
 	}
+}
+
+func (s *security) userNames() map[string]bool {
+	m := map[string]bool{}
+	for _, u := range s.users.List() {
+		m[u.Name] = true
+	}
+	return m
 }
 
 // reloadACL applies a changed [acl] section of the configuration file. A file that does not

@@ -339,3 +339,31 @@ func TestACLReload(t *testing.T) {
 		t.Fatal("failed reload not audited")
 	}
 }
+
+// Removing a user cuts its live connections and ends its sessions.
+func TestUserRemoveKicks(t *testing.T) {
+	s := startSecure(t)
+	if out, err := s.cli(t, "correct horse battery\n", "user", "add", "nurse", "--role", "clinician"); err != nil {
+		t.Fatalf("user add: %v %s", err, out)
+	}
+	lost := make(chan struct{})
+	_, err := s.client(t, "nurse:1", func(o *mqtt.ClientOptions) {
+		withPassword("nurse", "correct horse battery")(o)
+		o.SetConnectionLostHandler(func(mqtt.Client, error) { close(lost) })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := s.cli(t, "", "user", "remove", "nurse"); err != nil {
+		t.Fatalf("user remove: %v %s", err, out)
+	}
+	select {
+	case <-lost:
+	case <-time.After(3 * time.Second):
+		log, _ := os.ReadFile(filepath.Join(s.dir, "audit", "audit.log"))
+		t.Fatalf("removed user still connected\n%s", log)
+	}
+	if _, err := s.client(t, "nurse:2", withPassword("nurse", "correct horse battery")); err == nil {
+		t.Fatal("removed user connected again")
+	}
+}

@@ -417,3 +417,22 @@ func (s *Server) Kick(clientID string, rc packet.ReasonCode, purge bool) bool {
 	s.commit(&tx, nil)
 	return true
 }
+
+// KickWhere kicks (see Kick) every session whose client matches, and returns how many.
+func (s *Server) KickWhere(match func(*Client) bool, rc packet.ReasonCode, purge bool) int {
+	s.mu.Lock()
+	var ids []string
+	for id, ss := range s.sessions {
+		if c := ss.client.Load(); c != nil && match(c) {
+			ids = append(ids, id)
+		}
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, id := range ids {
+		if s.Kick(id, rc, purge) {
+			n++
+		}
+	}
+	return n
+}
