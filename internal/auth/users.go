@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"vitalmq/internal/atomicfile"
+
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
@@ -299,7 +301,7 @@ func (u *Users) Reload() error {
 func (u *Users) mutate(fn func(f *usersFile) error) error {
 	u.wmu.Lock()
 	defer u.wmu.Unlock()
-	unlock, err := lockFile(u.lockPath)
+	unlock, err := atomicfile.Lock(u.lockPath, secretPerm)
 	if err != nil {
 		return err
 	}
@@ -316,7 +318,7 @@ func (u *Users) mutate(fn func(f *usersFile) error) error {
 	if err != nil {
 		return fmt.Errorf("auth: encode users: %w", err)
 	}
-	if err := writeFileAtomic(u.path, append(data, '\n'), secretPerm); err != nil {
+	if err := atomicfile.WriteFile(u.path, append(data, '\n'), secretPerm); err != nil {
 		return err
 	}
 	fi, err := os.Stat(u.path)

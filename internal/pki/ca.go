@@ -1,6 +1,8 @@
 package pki
 
 import (
+	"vitalmq/internal/atomicfile"
+
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -103,7 +105,7 @@ func Init(dir string, hosts []string, serverValidity time.Duration) (*CA, error)
 	if err := os.Chmod(dir, dirPerm); err != nil {
 		return nil, fmt.Errorf("pki: chmod %s: %w", dir, err)
 	}
-	unlock, err := lockDir(dir)
+	unlock, err := atomicfile.Lock(filepath.Join(dir, lockFileName), secretPerm)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +161,7 @@ func Init(dir string, hosts []string, serverValidity time.Duration) (*CA, error)
 	write := func(name string, data []byte, perm fs.FileMode) error {
 		p := filepath.Join(dir, name)
 		written = append(written, p)
-		return writeFileAtomic(p, data, perm)
+		return atomicfile.WriteFile(p, data, perm)
 	}
 	keyPEM, err := marshalKey(key)
 	if err != nil {
@@ -273,7 +275,7 @@ func (ca *CA) IssueServer(hosts []string, validity time.Duration) error {
 	}
 	ca.wmu.Lock()
 	defer ca.wmu.Unlock()
-	unlock, err := lockDir(ca.dir)
+	unlock, err := atomicfile.Lock(filepath.Join(ca.dir, lockFileName), secretPerm)
 	if err != nil {
 		return err
 	}
@@ -320,10 +322,10 @@ func (ca *CA) writeServer(dnsNames []string, ips []net.IP, v time.Duration) erro
 		return err
 	}
 	certFile, keyFile := ca.ServerCertFiles()
-	if err := writeFileAtomic(keyFile, keyPEM, secretPerm); err != nil {
+	if err := atomicfile.WriteFile(keyFile, keyPEM, secretPerm); err != nil {
 		return err
 	}
-	return writeFileAtomic(certFile, pemBlock("CERTIFICATE", der), publicPerm)
+	return atomicfile.WriteFile(certFile, pemBlock("CERTIFICATE", der), publicPerm)
 }
 
 // clampNotAfter keeps a certificate from outliving the CA.

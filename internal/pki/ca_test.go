@@ -1,6 +1,8 @@
 package pki
 
 import (
+	"vitalmq/internal/atomicfile"
+
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -16,8 +18,8 @@ import (
 )
 
 func TestInitOpenRoundTrip(t *testing.T) {
-	syncWrites = true // exercise the fsync path once
-	defer func() { syncWrites = false }()
+	atomicfile.Sync = true // exercise the fsync path once
+	defer func() { atomicfile.Sync = false }()
 	dir := filepath.Join(t.TempDir(), "data") // Init creates the directory
 	ca1, err := Init(dir, testHosts, 0)
 	if err != nil {

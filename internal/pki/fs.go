@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"runtime"
 )
 
@@ -26,56 +25,6 @@ const (
 	secretPerm fs.FileMode = 0o600 // private keys, devices.json, the lock file
 	publicPerm fs.FileMode = 0o644 // certificates, the CRL
 )
-
-// syncWrites makes writeFileAtomic fsync the file and its directory. Tests turn it off for speed.
-var syncWrites = true
-
-// writeFileAtomic writes data to path through a temporary file in the same directory, synced and
-// renamed over path, so readers see the old or the new content, never a mixture.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return fmt.Errorf("pki: write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-			err = fmt.Errorf("pki: write %s: %w", path, err)
-		}
-	}()
-	if err = f.Chmod(perm); err != nil && runtime.GOOS != "windows" {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if syncWrites {
-		if err = f.Sync(); err != nil {
-			return err
-		}
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if syncWrites {
-		syncDir(dir)
-	}
-	return nil
-}
-
-// syncDir makes a rename in dir durable where the platform allows it (best effort).
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-}
 
 // checkKeyPerm refuses a private key file that group or others may access (Unix only).
 func checkKeyPerm(path string) error {

@@ -1,6 +1,8 @@
 package pki
 
 import (
+	"vitalmq/internal/atomicfile"
+
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -19,7 +21,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	syncWrites = false // fsync is slow on shared CI disks; TestInitOpenRoundTrip turns it back on
+	atomicfile.Sync = false // fsync is slow on shared CI disks; TestInitOpenRoundTrip turns it back on
 	os.Exit(m.Run())
 }
 

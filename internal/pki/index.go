@@ -1,6 +1,8 @@
 package pki
 
 import (
+	"vitalmq/internal/atomicfile"
+
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
@@ -120,7 +122,7 @@ func (ca *CA) writeIndex(idx *indexFile) (*snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pki: encode %s: %w", ca.indexPath(), err)
 	}
-	if err := writeFileAtomic(ca.indexPath(), append(data, '\n'), secretPerm); err != nil {
+	if err := atomicfile.WriteFile(ca.indexPath(), append(data, '\n'), secretPerm); err != nil {
 		return nil, err
 	}
 	fi, err := os.Stat(ca.indexPath())
@@ -140,7 +142,7 @@ func (ca *CA) writeIndex(idx *indexFile) (*snapshot, error) {
 func (ca *CA) mutate(fn func(idx *indexFile) (newCRL bool, err error)) ([]byte, error) {
 	ca.wmu.Lock()
 	defer ca.wmu.Unlock()
-	unlock, err := lockDir(ca.dir)
+	unlock, err := atomicfile.Lock(filepath.Join(ca.dir, lockFileName), secretPerm)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +173,7 @@ func (ca *CA) mutate(fn func(idx *indexFile) (newCRL bool, err error)) ([]byte, 
 	}
 	ca.store(snap)
 	if newCRL {
-		if err := writeFileAtomic(ca.CRLFile(), pemBlock("X509 CRL", crlDER), publicPerm); err != nil {
+		if err := atomicfile.WriteFile(ca.CRLFile(), pemBlock("X509 CRL", crlDER), publicPerm); err != nil {
 			return nil, err
 		}
 	}
