@@ -28,10 +28,7 @@ func backup(args []string, stdout, stderr io.Writer) error {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return errUsage
+		return flagErr(err)
 	}
 	if *out == "" {
 		fs.Usage()
@@ -81,10 +78,7 @@ func restore(args []string, stdout, stderr io.Writer) error {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return errUsage
+		return flagErr(err)
 	}
 	if *from == "" {
 		fs.Usage()

@@ -69,3 +69,12 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		args = fs.Args()[1:]
 	}
 }
+
+// flagErr turns a flag parsing error into the command's result: -h/--help is not an error
+// (the usage was printed), anything else is a usage error (the flag package said why).
+func flagErr(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return errUsage
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -41,10 +40,7 @@ func device(args []string, stdout, stderr io.Writer) error {
 	sub := args[0]
 	pos, err := parseArgs(fs, args[1:])
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return errUsage
+		return flagErr(err)
 	}
 	d := dataDir(*dir)
 	ca, err := pki.Open(d.pki())

@@ -28,10 +28,7 @@ func initCmd(args []string, stdout, stderr io.Writer) error {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return errUsage
+		return flagErr(err)
 	}
 	d := dataDir(*dir)
 	if err := os.MkdirAll(string(d), 0o700); err != nil {

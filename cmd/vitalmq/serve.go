@@ -45,10 +45,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return errUsage
+		return flagErr(err)
 	}
 	f, err := config.Load(*cfgPath)
 	if err != nil {

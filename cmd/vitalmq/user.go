@@ -39,10 +39,7 @@ func user(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs.Usage = func() { fmt.Fprint(stderr, userUsage) }
 	pos, err := parseArgs(fs, args[1:])
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return errUsage
+		return flagErr(err)
 	}
 	d := dataDir(*dir)
 	if err := os.MkdirAll(string(d), 0o700); err != nil {
