@@ -179,6 +179,9 @@ func (c *conn) deliver(p *packet.Publish, name string, tx *txn) packet.ReasonCod
 		c.s.retain(msg, tx)
 	}
 	if c.s.route(msg, tx) == 0 && c.version == packet.Version5 {
+		if tx.dropped > 0 {
+			return packet.QuotaExceeded // every matching session's queue was full
+		}
 		return packet.NoMatchingSubscribers
 	}
 	return packet.Success
@@ -221,7 +224,13 @@ func (c *conn) handleAck(a *packet.Ack) error {
 		// Store "released" before sending PUBREL: after a crash the broker resends PUBREL,
 		// not the PUBLISH, which the client may already have completed.
 		cs := &session.ChangeSet{Ops: []session.Op{{Kind: session.PutEntry, ClientID: ss.clientID, Entry: e, Sent: true}}}
-		s.persist.Commit(cs, func(error) { c.sendAck(&rel) })
+		s.persist.Commit(cs, func(err error) {
+			if err != nil { // not stored: end the connection; the flow resumes with the session
+				c.kick(packet.ImplementationSpecificError)
+				return
+			}
+			c.sendAck(&rel)
+		})
 	case packet.PUBREL:
 		ss.mu.Lock()
 		ok := ss.st.Release(a.PacketID)
@@ -237,7 +246,13 @@ func (c *conn) handleAck(a *packet.Ack) error {
 		}
 		// The identifier is forgotten durably before PUBCOMP lets the client reuse it.
 		cs := &session.ChangeSet{Ops: []session.Op{{Kind: session.DeleteAwaitRel, ClientID: ss.clientID, PacketID: a.PacketID}}}
-		s.persist.Commit(cs, func(error) { c.sendAck(&comp) })
+		s.persist.Commit(cs, func(err error) {
+			if err != nil { // not stored: no PUBCOMP, or the client would reuse an id the store still holds
+				c.kick(packet.ImplementationSpecificError)
+				return
+			}
+			c.sendAck(&comp)
+		})
 	}
 	return nil
 }

@@ -118,7 +118,7 @@ func (s *Server) restore(snap *session.Snapshot) {
 			ss.will, ss.willDelay = st.Meta.Will, st.Meta.WillDelay
 			ss.willAt = now.Add(time.Duration(min(st.Meta.WillDelay, st.Meta.ExpiryInterval)) * time.Second)
 		}
-		ss.client.Store(&Client{ClientID: st.Meta.ClientID, Username: st.Meta.Username, Attrs: st.Meta.Attrs})
+		ss.client.Store(&Client{ClientID: st.Meta.ClientID, Username: st.Meta.Username, Attrs: st.Meta.Attrs, Anonymous: st.Meta.Anonymous})
 		for _, sub := range st.Subs {
 			ss.st.Subs[sub.Filter] = sub
 			s.subs.Add(sub.Filter, ss, subscription{qos: sub.QoS, noLocal: sub.NoLocal, retainAsPub: sub.RetainAsPublished, id: sub.ID})

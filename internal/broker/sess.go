@@ -48,7 +48,7 @@ func (ss *sess) meta() session.Meta {
 	m := session.Meta{ClientID: ss.clientID, ExpiryInterval: ss.st.ExpiryInterval, ExpireAt: ss.expireAt,
 		Will: ss.will, WillDelay: ss.willDelay}
 	if c := ss.client.Load(); c != nil {
-		m.Username, m.Attrs = c.Username, c.Attrs
+		m.Username, m.Attrs, m.Anonymous = c.Username, c.Attrs, c.Anonymous
 	}
 	return m
 }
@@ -97,6 +97,7 @@ func (ss *sess) deliver(s *Server, d session.Delivery, now time.Time, tx *txn) b
 	e, ok := ss.st.Enqueue(d, s.cfg.MaxQueuedMessages, s.cfg.MaxQueuedBytes)
 	if !ok {
 		s.dropped("session queue full", ss.clientID)
+		tx.dropped++
 		return false
 	}
 	if ss.persistent(s) {

@@ -21,8 +21,9 @@ type Persister interface {
 // txn collects the durable changes of one operation (a publication, a subscription)
 // and the sessions whose new entries may be sent once those changes are durable.
 type txn struct {
-	cs   session.ChangeSet
-	pump []pending
+	cs      session.ChangeSet
+	pump    []pending
+	dropped int // deliveries refused because a session's queue was full
 }
 
 type pending struct {
@@ -35,6 +36,7 @@ func (t *txn) reset() {
 	t.cs.Ops = t.cs.Ops[:0]
 	clear(t.pump)
 	t.pump = t.pump[:0]
+	t.dropped = 0
 }
 
 // commit makes tx durable and then releases its entries to their sessions and calls

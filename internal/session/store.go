@@ -8,6 +8,7 @@ type Meta struct {
 	// Username and Attrs are the identity the session's messages are authorized for.
 	Username       string
 	Attrs          map[string]string
+	Anonymous      bool
 	ExpiryInterval uint32
 	// ExpireAt is when the offline session ends; zero while a client is connected.
 	ExpireAt time.Time

@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -63,7 +64,7 @@ func Open(dir string, log *slog.Logger) (*DB, error) {
 	}
 	pdb, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{log}})
 	if err != nil {
-		if strings.Contains(err.Error(), "lock") {
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock") {
 			return nil, fmt.Errorf("%w (%s): %w", ErrLocked, dir, err)
 		}
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
@@ -137,10 +138,20 @@ func (d *DB) committer() {
 	}
 }
 
-func (d *DB) write(reqs []request) error {
+func (d *DB) write(reqs []request) (err error) {
 	if d.failed != nil {
 		return d.failed
 	}
+	defer func() {
+		// Pebble reports a failed commit (a full disk) through Logger.Fatalf, which must not
+		// return (the commit would look successful): quietLogger panics, and this turns the
+		// panic into a failed write and a store that refuses every later one.
+		if r := recover(); r != nil {
+			d.failed = fmt.Errorf("state: write failed, refusing further writes until restart: %v", r)
+			d.log.Error("broker state write failed; QoS 1/2 publications are refused until restart", "err", r)
+			err = d.failed
+		}
+	}()
 	b := d.db.NewBatch()
 	defer b.Close()
 	n := 0
@@ -318,6 +329,9 @@ type quietLogger struct{ log *slog.Logger }
 
 func (q quietLogger) Infof(format string, args ...any)  { q.log.Debug(fmt.Sprintf(format, args...)) }
 func (q quietLogger) Errorf(format string, args ...any) { q.log.Error(fmt.Sprintf(format, args...)) }
+
+// Fatalf panics: Pebble must not carry on as if the failed operation had succeeded. On the
+// committer goroutine the panic becomes a failed write (see DB.write).
 func (q quietLogger) Fatalf(format string, args ...any) {
 	q.log.Error(fmt.Sprintf(format, args...))
 	panic(fmt.Sprintf(format, args...))
