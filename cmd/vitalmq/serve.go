@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -125,6 +126,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MaxSessionExpiry:     uint32(b.MaxSessionExpiry.Seconds()),
 		MaxRetained:          b.MaxRetained,
 		SysInterval:          b.SysInterval.Duration,
+		MemoryBudget:         b.MemoryBudget,
 	}
 	for name, v := range map[string]int{"max_keep_alive": b.MaxKeepAlive, "receive_maximum": b.ReceiveMaximum,
 		"max_inflight": b.MaxInflight, "topic_alias_maximum": b.TopicAliasMaximum} {
@@ -135,6 +137,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv, err := broker.New(bcfg)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" { // let the GC work harder before the budget is reached
+		debug.SetMemoryLimit(srv.Config().MemoryBudget)
 	}
 	defer srv.Close()
 

@@ -77,6 +77,12 @@ type Config struct {
 	MaxSessionExpiry uint32
 	// MaxRetained caps retained messages in total. Default 100,000.
 	MaxRetained int
+	// MemoryBudget is the heap size (bytes) past which the broker sheds load: new connections
+	// are refused (CONNACK Server Busy / 3.1.1 Server Unavailable), QoS 0 publications are
+	// dropped, and QoS 1/2 publications are refused (5.0: Quota Exceeded; 3.1.1: the
+	// publisher is disconnected unacknowledged, so it sends again later). Default 4 GiB.
+	// Stops memory exhaustion from any mix of clients before the OOM killer ends the process.
+	MemoryBudget int64
 	// SysInterval is how often $SYS statistics are published. Default 10s; negative disables.
 	SysInterval time.Duration
 }
@@ -126,6 +132,9 @@ func (c *Config) setDefaults() {
 		c.MaxSessionExpiry = 7 * 24 * 3600
 	}
 	def(&c.MaxRetained, 100_000)
+	if c.MemoryBudget == 0 {
+		c.MemoryBudget = 4 << 30
+	}
 	if c.SysInterval == 0 {
 		c.SysInterval = 10 * time.Second
 	}
@@ -148,6 +157,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxInflight > 65535/2 {
 		bad("MaxInflight", "must be at most 32767, got %d", c.MaxInflight)
+	}
+	if c.MemoryBudget < 0 {
+		bad("MemoryBudget", "must not be negative, got %d", c.MemoryBudget)
 	}
 	if c.ConnectionRate < 0 {
 		bad("ConnectionRate", "must not be negative, got %v", c.ConnectionRate)

@@ -158,6 +158,10 @@ func (c *conn) connect() error {
 		c.refuse(p.Version, rc)
 		return err
 	}
+	if c.s.overloaded.Load() {
+		c.refuse(p.Version, packet.ServerBusy)
+		return fmt.Errorf("%w: memory budget exceeded", packet.ServerBusy)
+	}
 	client, err := c.authenticate(&p)
 	if err != nil {
 		var rc packet.ReasonCode

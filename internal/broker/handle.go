@@ -102,6 +102,16 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 		c.aliasIn[alias] = name
 	}
 	c.s.stats.received.Add(1)
+	if c.s.overloaded.Load() && reason == packet.Success { // shed load: nothing is acknowledged that is not kept
+		c.s.dropped("memory budget exceeded", c.client.ClientID)
+		switch {
+		case p.QoS == 0:
+			return nil
+		case c.version < packet.Version5:
+			return fmt.Errorf("%w: memory budget exceeded", packet.ServerBusy)
+		}
+		reason = packet.QuotaExceeded
+	}
 	tx := &c.tx
 	tx.reset()
 

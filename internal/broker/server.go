@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,7 @@ type Server struct {
 	quit   chan struct{} // closed by Close: every goroutine ends
 	routes sync.Pool     // *router scratch
 
+	overloaded  atomic.Bool          // the heap is over MemoryBudget: shed load
 	perAddr     *limiter.Concurrency // open connections per source address
 	connRate    *limiter.Limiter     // new connections per source address
 	stats       stats
@@ -283,6 +285,7 @@ func (s *Server) janitor() {
 			func() {
 				defer s.recoverTo("janitor")
 				s.expire(now)
+				s.checkMemory()
 				if s.cfg.SysInterval > 0 && !now.Before(nextSys) {
 					nextSys = now.Add(s.cfg.SysInterval)
 					s.publishSys(now)
@@ -351,6 +354,28 @@ func (s *Server) publishSys(now time.Time) {
 	put("messages/dropped", strconv.FormatInt(s.stats.dropped.Load(), 10))
 	put("subscriptions/count", strconv.Itoa(s.subs.Len()))
 	put("retained messages/count", strconv.Itoa(s.retained.Len()))
+}
+
+// heapSample reads the live heap size.
+func heapSample() int64 {
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return int64(sample[0].Value.Uint64())
+}
+
+// checkMemory sets or clears the overload state from the heap size, logging transitions.
+func (s *Server) checkMemory() {
+	over := heapSample() > s.cfg.MemoryBudget
+	if s.overloaded.Swap(over) != over {
+		if over {
+			s.log.Warn("memory budget exceeded: refusing new connections and publications", "budget_bytes", s.cfg.MemoryBudget)
+		} else {
+			s.log.Info("memory back under budget: accepting connections and publications")
+		}
+	}
 }
 
 // dropped counts a message dropped for a session and logs it at most once a second, so a

@@ -54,6 +54,7 @@ type Broker struct {
 	MaxSessionExpiry     Duration `toml:"max_session_expiry"`
 	MaxRetained          int      `toml:"max_retained"`
 	SysInterval          Duration `toml:"sys_interval"`
+	MemoryBudget         int64    `toml:"memory_budget"`
 }
 
 // TLS configures the built-in CA's server certificate.
