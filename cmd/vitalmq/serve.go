@@ -125,6 +125,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MaxClientIDLength:    b.MaxClientIDLength,
 		MaxSessionExpiry:     uint32(b.MaxSessionExpiry.Seconds()),
 		MaxRetained:          b.MaxRetained,
+		MaxRetainedPerClient: b.MaxRetainedPerClient,
 		SysInterval:          b.SysInterval.Duration,
 		MemoryBudget:         b.MemoryBudget,
 	}

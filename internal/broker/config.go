@@ -75,8 +75,11 @@ type Config struct {
 	// MaxSessionExpiry caps the Session Expiry Interval in seconds. Default 7 days.
 	// Stops sessions piling up from client id churn.
 	MaxSessionExpiry uint32
-	// MaxRetained caps retained messages in total. Default 100,000.
-	MaxRetained int
+	// MaxRetained caps retained messages in total. Default 100,000. MaxRetainedPerClient caps
+	// those one client id has set. Default 1,000. Stop retained-store exhaustion (memory and
+	// disk) by one client or in total.
+	MaxRetained          int
+	MaxRetainedPerClient int
 	// MemoryBudget is the heap size (bytes) past which the broker sheds load: new connections
 	// are refused (CONNACK Server Busy / 3.1.1 Server Unavailable), QoS 0 publications are
 	// dropped, and QoS 1/2 publications are refused (5.0: Quota Exceeded; 3.1.1: the
@@ -132,6 +135,7 @@ func (c *Config) setDefaults() {
 		c.MaxSessionExpiry = 7 * 24 * 3600
 	}
 	def(&c.MaxRetained, 100_000)
+	def(&c.MaxRetainedPerClient, 1000)
 	if c.MemoryBudget == 0 {
 		c.MemoryBudget = 4 << 30
 	}
@@ -166,7 +170,7 @@ func (c *Config) Validate() error {
 	}
 	for name, v := range map[string]int{"MaxConnectionsPerAddress": c.MaxConnectionsPerAddress, "ConnectionBurst": c.ConnectionBurst, "MaxQueuedMessages": c.MaxQueuedMessages, "MaxQueuedBytes": c.MaxQueuedBytes,
 		"MaxPendingWrite": c.MaxPendingWrite, "MaxSubscriptions": c.MaxSubscriptions, "MaxTopicLength": c.MaxTopicLength,
-		"MaxTopicLevels": c.MaxTopicLevels, "MaxClientIDLength": c.MaxClientIDLength, "MaxRetained": c.MaxRetained} {
+		"MaxTopicLevels": c.MaxTopicLevels, "MaxClientIDLength": c.MaxClientIDLength, "MaxRetained": c.MaxRetained, "MaxRetainedPerClient": c.MaxRetainedPerClient} {
 		if v < 0 {
 			bad(name, "must not be negative, got %d", v)
 		}

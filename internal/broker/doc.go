@@ -13,6 +13,7 @@
 // and closes only the connection concerned.
 //
 // Lock order: Server.mu, then sess.mu, then conn.outMu. The trie and the retained store
-// have their own locks and are never called with conn.outMu held. No lock is held
+// have their own locks and are never called with conn.outMu held; Server.retainMu (the
+// retained-message bookkeeping) is a leaf. No lock is held
 // across network I/O.
 package broker

@@ -39,20 +39,48 @@ func (s *Server) Publish(msg *session.Message) error {
 }
 
 // retain stores or clears the retained message for msg.Topic ([MQTT-3.3.1-5], [MQTT-3.3.1-6]).
+// Limits: MaxRetained in total and MaxRetainedPerClient per publishing client.
 func (s *Server) retain(msg *session.Message, tx *txn) {
+	s.retainMu.Lock()
+	defer s.retainMu.Unlock()
+	old, had := s.retained.Get(msg.Topic)
 	if len(msg.Payload) == 0 {
-		if s.retained.Delete(msg.Topic) && s.persist != nil {
-			tx.cs.Add(session.Op{Kind: session.DeleteRetained, Topic: msg.Topic})
+		if had {
+			s.retained.Delete(msg.Topic)
+			s.countRetained(old.Origin, -1)
+			if s.persist != nil {
+				tx.cs.Add(session.Op{Kind: session.DeleteRetained, Topic: msg.Topic})
+			}
 		}
 		return
 	}
-	if _, ok := s.retained.Get(msg.Topic); !ok && s.retained.Len() >= s.cfg.MaxRetained {
-		s.log.Warn("retained message store full; message not retained", "limit", s.cfg.MaxRetained)
+	switch {
+	case !had && s.retained.Len() >= s.cfg.MaxRetained:
+		s.dropped("retained message store full", msg.Origin)
+		return
+	case (!had || old.Origin != msg.Origin) && msg.Origin != "" && s.retainedBy[msg.Origin] >= s.cfg.MaxRetainedPerClient:
+		s.dropped("retained messages per client", msg.Origin)
 		return
 	}
+	if had {
+		s.countRetained(old.Origin, -1)
+	}
+	s.countRetained(msg.Origin, 1)
 	s.retained.Set(msg.Topic, msg)
 	if s.persist != nil {
 		tx.cs.Add(session.Op{Kind: session.PutRetained, Msg: msg})
+	}
+}
+
+// countRetained keeps the per-client count of retained messages. Called with s.retainMu held.
+func (s *Server) countRetained(origin string, d int) {
+	if origin == "" {
+		return
+	}
+	if n := s.retainedBy[origin] + d; n > 0 {
+		s.retainedBy[origin] = n
+	} else {
+		delete(s.retainedBy, origin)
 	}
 }
 

@@ -49,6 +49,8 @@ type Server struct {
 	routes sync.Pool     // *router scratch
 
 	overloaded  atomic.Bool          // the heap is over MemoryBudget: shed load
+	retainMu    sync.Mutex           // retained-message bookkeeping (a leaf lock)
+	retainedBy  map[string]int       // retained messages per publishing client id
 	perAddr     *limiter.Concurrency // open connections per source address
 	connRate    *limiter.Limiter     // new connections per source address
 	stats       stats
@@ -74,18 +76,19 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.setDefaults()
 	s := &Server{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		limits:    topic.Limits{MaxLength: cfg.MaxTopicLength, MaxLevels: cfg.MaxTopicLevels},
-		subs:      topic.NewTrie[*sess, subscription](),
-		retained:  topic.NewRetained[*session.Message](),
-		started:   time.Now(),
-		sessions:  make(map[string]*sess),
-		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[*conn]struct{}),
-		quit:      make(chan struct{}),
-		perAddr:   limiter.NewConcurrency(cfg.MaxConnectionsPerAddress, 1<<20),
-		connRate:  limiter.New(cfg.ConnectionRate, cfg.ConnectionBurst, 1<<16),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		limits:     topic.Limits{MaxLength: cfg.MaxTopicLength, MaxLevels: cfg.MaxTopicLevels},
+		subs:       topic.NewTrie[*sess, subscription](),
+		retained:   topic.NewRetained[*session.Message](),
+		started:    time.Now(),
+		sessions:   make(map[string]*sess),
+		listeners:  make(map[net.Listener]struct{}),
+		conns:      make(map[*conn]struct{}),
+		quit:       make(chan struct{}),
+		retainedBy: make(map[string]int),
+		perAddr:    limiter.NewConcurrency(cfg.MaxConnectionsPerAddress, 1<<20),
+		connRate:   limiter.New(cfg.ConnectionRate, cfg.ConnectionBurst, 1<<16),
 	}
 	s.routes.New = func() any { return &router{seen: make(map[*sess]int)} }
 	if cfg.Persister != nil {
@@ -107,6 +110,7 @@ func (s *Server) restore(snap *session.Snapshot) {
 	now := time.Now()
 	for _, m := range snap.Retained {
 		s.retained.Set(m.Topic, m)
+		s.countRetained(m.Origin, 1)
 	}
 	for _, st := range snap.Sessions {
 		ss := newSess(st.Meta.ClientID)

@@ -53,6 +53,7 @@ type Broker struct {
 	MaxClientIDLength    int      `toml:"max_client_id_length"`
 	MaxSessionExpiry     Duration `toml:"max_session_expiry"`
 	MaxRetained          int      `toml:"max_retained"`
+	MaxRetainedPerClient int      `toml:"max_retained_per_client"`
 	SysInterval          Duration `toml:"sys_interval"`
 	MemoryBudget         int64    `toml:"memory_budget"`
 }
