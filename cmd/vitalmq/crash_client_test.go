@@ -181,6 +181,12 @@ func (s *durSub) serve(c *mconn) {
 			}
 			key := string(p.Payload)
 			s.mu.Lock()
+			if s.cur != c {
+				// A real client stops using a connection once it opened its successor; what
+				// the old one still carries is re-sent on the new one (DUP, same id).
+				s.mu.Unlock()
+				continue
+			}
 			switch p.QoS {
 			case 1:
 				s.got[key]++
@@ -208,6 +214,10 @@ func (s *durSub) serve(c *mconn) {
 				return
 			}
 			s.mu.Lock()
+			if s.cur != c {
+				s.mu.Unlock()
+				continue
+			}
 			delete(s.awaitRel, a.PacketID)
 			s.mu.Unlock()
 			if c.ack(packet.PUBCOMP, a.PacketID) != nil {

@@ -126,6 +126,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MaxSessionExpiry:     uint32(b.MaxSessionExpiry.Seconds()),
 		MaxRetained:          b.MaxRetained,
 		MaxRetainedPerClient: b.MaxRetainedPerClient,
+		MaxRetainedBytes:     b.MaxRetainedBytes,
 		SysInterval:          b.SysInterval.Duration,
 		MemoryBudget:         b.MemoryBudget,
 	}

@@ -20,6 +20,10 @@ func TestTakeover(t *testing.T) {
 mode = %q
 [broker]
 sys_interval = "-1s"
+# The publishers are unpaced and the subscriber keeps reconnecting: queue limits are not
+# what this test is about (a full queue refuses publications, see TestDurabilityQueueFullNotAcknowledged).
+max_queued_messages = 10000000
+max_queued_bytes = 4294967296
 [[listener]]
 name = "mqtt"
 type = "tcp"

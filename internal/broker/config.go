@@ -80,6 +80,10 @@ type Config struct {
 	// disk) by one client or in total.
 	MaxRetained          int
 	MaxRetainedPerClient int
+	// MaxRetainedBytes caps the topic and payload bytes of all retained messages. Default
+	// 256 MiB: far below MemoryBudget, so retained messages alone cannot hold the broker in
+	// overload (clearing a retained message is always accepted).
+	MaxRetainedBytes int64
 	// MemoryBudget is the heap size (bytes) past which the broker sheds load: new connections
 	// are refused (CONNACK Server Busy / 3.1.1 Server Unavailable), QoS 0 publications are
 	// dropped, and QoS 1/2 publications are refused (5.0: Quota Exceeded; 3.1.1: the
@@ -136,6 +140,9 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.MaxRetained, 100_000)
 	def(&c.MaxRetainedPerClient, 1000)
+	if c.MaxRetainedBytes == 0 {
+		c.MaxRetainedBytes = 256 << 20
+	}
 	if c.MemoryBudget == 0 {
 		c.MemoryBudget = 4 << 30
 	}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -51,6 +52,9 @@ type conn struct {
 	unsub packet.Unsubscribe
 	disc  packet.Disconnect
 	tx    txn // scratch for the durable changes of the packet being handled
+	// commits counts acknowledgements waiting for a group commit: while any is, later ones
+	// queue behind it, so the client sees them in order.
+	commits atomic.Int32
 
 	outMu            sync.Mutex
 	pending          []byte
@@ -395,12 +399,16 @@ func (c *conn) attach(p *packet.Connect) error {
 		var oc *conn
 		if old != nil {
 			old.mu.Lock()
-			oc = old.conn
+			oc = old.owner // claimed by a connection, attached or still attaching
 			old.mu.Unlock()
 		}
 		if oc == nil {
-			ss = c.bindLocked(old, p, &ack, tx)
+			var resumed bool
+			ss, resumed = c.bindLocked(old, p, &ack, tx)
 			s.mu.Unlock()
+			if resumed {
+				c.reauthorize(ss, tx) // outside s.mu: the Authorizer is not the broker's to wait for
+			}
 			break
 		}
 		s.mu.Unlock()
@@ -439,9 +447,13 @@ func (c *conn) attach(p *packet.Connect) error {
 	ss.mu.Lock()
 	ss.conn = c
 	ss.online.Store(true)
-	ss.will, ss.willDelay, ss.willAt = will, 0, time.Time{}
+	ss.will, ss.willDelay, ss.willExpiry, ss.willAt = will, 0, 0, time.Time{}
 	if will != nil {
 		ss.willDelay = p.Will.Props.WillDelay
+		if p.Will.Props.Has(packet.PropMessageExpiry) {
+			ss.willExpiry = max(1, p.Will.Props.MessageExpiry)
+			will.Expiry = time.Time{} // set when it is published
+		}
 	}
 	if ss.persistent(s) {
 		tx.cs.Add(session.Op{Kind: session.PutMeta, Meta: ss.meta()}) // with the will: a crash ends this connection too
@@ -456,7 +468,9 @@ func (c *conn) attach(p *packet.Connect) error {
 
 // bindLocked picks the session for the connection: a fresh one for Clean Start or when
 // none exists, else the stored one. Called with s.mu held; the old session is offline.
-func (c *conn) bindLocked(old *sess, p *packet.Connect, ack *packet.Connack, tx *txn) *sess {
+// The session is claimed for c (owner) before s.mu is released, so a concurrent CONNECT
+// with the same client id takes it over instead of sharing it.
+func (c *conn) bindLocked(old *sess, p *packet.Connect, ack *packet.Connack, tx *txn) (*sess, bool) {
 	s := c.s
 	if old != nil && !p.CleanStart {
 		old.mu.Lock()
@@ -469,10 +483,10 @@ func (c *conn) bindLocked(old *sess, p *packet.Connect, ack *packet.Connack, tx 
 			}
 			old.st.ExpiryInterval = c.expiry
 			old.client.Store(c.client)
+			old.owner = c
 			old.mu.Unlock()
 			ack.SessionPresent = true // [MQTT-3.2.2-3]
-			c.reauthorize(old, tx)
-			return old
+			return old, true
 		}
 		old.mu.Unlock()
 	}
@@ -500,8 +514,9 @@ func (c *conn) bindLocked(old *sess, p *packet.Connect, ack *packet.Connack, tx 
 	ss := newSess(c.client.ClientID)
 	ss.st.ExpiryInterval = c.expiry
 	ss.client.Store(c.client)
+	ss.owner = c
 	s.sessions[ss.clientID] = ss
-	return ss
+	return ss, false
 }
 
 // reauthorize drops the stored subscriptions a resumed session's client may no longer
@@ -512,6 +527,7 @@ func (c *conn) reauthorize(ss *sess, tx *txn) {
 		return
 	}
 	ss.mu.Lock()
+	defer ss.mu.Unlock() // the Authorizer may panic: never leave the lock held
 	persistent := ss.persistent(c.s)
 	var drop []string
 	for f := range ss.st.Subs {
@@ -533,9 +549,8 @@ func (c *conn) reauthorize(ss *sess, tx *txn) {
 	for _, e := range removed {
 		ss.forget(c.s, e, tx)
 	}
-	ss.mu.Unlock()
 	for _, f := range drop {
-		c.s.subs.Remove(f, ss)
+		c.s.subs.Remove(f, ss) // the trie lock is a leaf
 	}
 }
 

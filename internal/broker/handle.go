@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -97,12 +98,50 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 	}
 	if reason == packet.Success && p.Topic != "" && alias != 0 { // a refused publish does not set the alias (T47)
 		if c.aliasIn == nil {
-			c.aliasIn = make([]string, c.s.cfg.TopicAliasMaximum+1)
+			c.aliasIn = make([]string, int(c.s.cfg.TopicAliasMaximum)+1)
 		}
 		c.aliasIn[alias] = name
 	}
 	c.s.stats.received.Add(1)
-	if c.s.overloaded.Load() && reason == packet.Success { // shed load: nothing is acknowledged that is not kept
+	tx := &c.tx
+	tx.reset()
+	// Past the memory budget, new publications are shed (nothing acknowledged is dropped);
+	// clearing a retained message frees memory and always goes through.
+	shed := c.s.overloaded.Load() && reason == packet.Success && !(p.Retain && len(p.Payload) == 0)
+
+	if p.QoS == 2 {
+		ss := c.ss
+		ss.mu.Lock()
+		if len(ss.st.AwaitingRel) >= int(c.s.cfg.ReceiveMaximum) && !slices.Contains(ss.st.AwaitingRel, p.PacketID) {
+			ss.mu.Unlock()
+			return fmt.Errorf("%w: more than %d qos 2 publications awaiting release", packet.ReceiveMaximumExceeded, c.s.cfg.ReceiveMaximum) // [MQTT-3.3.4-9]
+		}
+		fresh := ss.st.AwaitRelease(p.PacketID)
+		persistent := ss.persistent(c.s)
+		ss.mu.Unlock()
+		if fresh && shed {
+			c.s.dropped("memory budget exceeded", c.client.ClientID)
+			if c.version < packet.Version5 {
+				c.releaseID(p.PacketID)
+				return fmt.Errorf("%w: memory budget exceeded", packet.ServerBusy)
+			}
+			reason = packet.QuotaExceeded
+		}
+		if fresh && reason == packet.Success {
+			reason = c.deliver(p, name, tx)
+		}
+		switch {
+		case fresh && reason.IsError(): // the flow ends with the error PUBREC: forget the id
+			c.releaseID(p.PacketID)
+		case fresh && persistent:
+			tx.cs.Add(session.Op{Kind: session.PutAwaitRel, ClientID: c.ss.clientID, PacketID: p.PacketID})
+		}
+		// A duplicate is acknowledged again but not delivered again (§4.3.3); its PUBREC
+		// still waits for the first copy to be durable.
+		c.commitThenAck(tx, packet.Ack{Type: packet.PUBREC, PacketID: p.PacketID, Reason: reason}, !fresh)
+		return nil
+	}
+	if shed {
 		c.s.dropped("memory budget exceeded", c.client.ClientID)
 		switch {
 		case p.QoS == 0:
@@ -111,31 +150,6 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 			return fmt.Errorf("%w: memory budget exceeded", packet.ServerBusy)
 		}
 		reason = packet.QuotaExceeded
-	}
-	tx := &c.tx
-	tx.reset()
-
-	if p.QoS == 2 {
-		ss := c.ss
-		ss.mu.Lock()
-		fresh := ss.st.AwaitRelease(p.PacketID)
-		n := len(ss.st.AwaitingRel)
-		if fresh && reason.IsError() {
-			ss.st.Release(p.PacketID) // the flow ends with the error PUBREC
-		} else if fresh && ss.persistent(c.s) {
-			tx.cs.Add(session.Op{Kind: session.PutAwaitRel, ClientID: ss.clientID, PacketID: p.PacketID})
-		}
-		ss.mu.Unlock()
-		if fresh && n > int(c.s.cfg.ReceiveMaximum) {
-			return fmt.Errorf("%w: %d qos 2 publications awaiting release", packet.ReceiveMaximumExceeded, n) // [MQTT-3.3.4-9]
-		}
-		if fresh && reason == packet.Success {
-			reason = c.deliver(p, name, tx)
-		}
-		// A duplicate is acknowledged again but not delivered again (§4.3.3); its PUBREC
-		// still waits for the first copy to be durable.
-		c.commitThenAck(tx, packet.Ack{Type: packet.PUBREC, PacketID: p.PacketID, Reason: reason}, !fresh)
-		return nil
 	}
 	if reason == packet.Success {
 		reason = c.deliver(p, name, tx)
@@ -148,17 +162,26 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 	return nil
 }
 
+// releaseID forgets a QoS 2 packet identifier whose flow ended without a delivery.
+func (c *conn) releaseID(id uint16) {
+	c.ss.mu.Lock()
+	c.ss.st.Release(id)
+	c.ss.mu.Unlock()
+}
+
 // commitThenAck acknowledges a publication once what it changed is durable ([MQTT-4.3.2-?]:
 // the acknowledgement is the broker's promise). If it cannot be stored the 5.0 publisher
 // gets a failure reason and the 3.1.1 one is disconnected unacknowledged, so it sends again.
 func (c *conn) commitThenAck(tx *txn, a packet.Ack, barrier bool) {
 	s := c.s
-	if s.persist == nil || tx.cs.Empty() && !barrier {
+	if s.persist == nil || tx.cs.Empty() && !barrier && c.commits.Load() == 0 {
 		s.release(tx.pump)
 		c.sendAck(&a)
 		return
 	}
+	c.commits.Add(1) // acknowledgements leave in order [MQTT-4.6.0-2] [MQTT-4.6.0-3]
 	done := func(err error) {
+		defer c.commits.Add(-1)
 		if err != nil {
 			if a.Type == packet.PUBREC {
 				c.ss.mu.Lock()
@@ -244,7 +267,7 @@ func (c *conn) handleAck(a *packet.Ack) error {
 	case packet.PUBREL:
 		ss.mu.Lock()
 		ok := ss.st.Release(a.PacketID)
-		persist := ok && ss.persistent(s)
+		persist := ss.persistent(s)
 		ss.mu.Unlock()
 		comp := packet.Ack{Type: packet.PUBCOMP, PacketID: a.PacketID} // [MQTT-4.3.3-11]
 		if !ok && c.version == packet.Version5 {
@@ -254,8 +277,13 @@ func (c *conn) handleAck(a *packet.Ack) error {
 			c.sendAck(&comp)
 			return nil
 		}
-		// The identifier is forgotten durably before PUBCOMP lets the client reuse it.
-		cs := &session.ChangeSet{Ops: []session.Op{{Kind: session.DeleteAwaitRel, ClientID: ss.clientID, PacketID: a.PacketID}}}
+		// The identifier is forgotten durably before PUBCOMP lets the client reuse it; a
+		// PUBREL for an identifier already released (its delete may still be on its way to
+		// disk) waits behind that delete.
+		cs := &session.ChangeSet{}
+		if ok {
+			cs.Ops = []session.Op{{Kind: session.DeleteAwaitRel, ClientID: ss.clientID, PacketID: a.PacketID}}
+		}
 		s.persist.Commit(cs, func(err error) {
 			if err != nil { // not stored: no PUBCOMP, or the client would reuse an id the store still holds
 				c.kick(packet.ImplementationSpecificError)
@@ -325,7 +353,21 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 			sendRetained = append(sendRetained, retainReq{inner, sub}) // [MQTT-3.3.1-9] [MQTT-3.3.1-10]
 		}
 	}
-	// SUBACK once the subscriptions are durable, then the retained messages ([MQTT-3.8.4-1]).
+	// The retained messages are taken now, right after the subscriptions entered the trie:
+	// one retained later is delivered live through the trie, not twice. They are sent after
+	// the SUBACK, once the subscriptions are durable ([MQTT-3.8.4-1]).
+	type retainedCopy struct {
+		msg *session.Message
+		qos byte
+	}
+	var copies []retainedCopy
+	var found []topic.Retain[*session.Message]
+	for _, r := range sendRetained {
+		found = s.retained.Match(r.filter, found[:0])
+		for _, m := range found {
+			copies = append(copies, retainedCopy{m.Value, min(m.Value.QoS, r.opts.QoS)})
+		}
+	}
 	finish := func(err error) {
 		if err != nil {
 			for i := range reasons {
@@ -335,24 +377,20 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 			}
 		}
 		c.sendSubAck(&packet.SubAck{Type: packet.SUBACK, PacketID: pid, Reasons: reasons})
-		if len(sendRetained) == 0 || err != nil {
+		if len(copies) == 0 || err != nil {
 			return
 		}
 		now := time.Now()
 		var rtx txn
-		var found []topic.Retain[*session.Message]
-		for _, r := range sendRetained {
-			found = s.retained.Match(r.filter, found[:0])
-			for _, m := range found {
-				if m.Value.Expired(now) || !ss.mayReceive(s, m.Name) {
-					continue
-				}
-				d := session.Delivery{Msg: m.Value, QoS: min(m.Value.QoS, r.opts.QoS), Retain: true}
-				if subID != 0 {
-					d.SubIDs = []uint32{subID}
-				}
-				ss.deliver(s, d, now, &rtx)
+		for _, m := range copies {
+			if m.msg.Expired(now) || !ss.mayReceive(s, m.msg.Topic) {
+				continue
 			}
+			d := session.Delivery{Msg: m.msg, QoS: m.qos, Retain: true}
+			if subID != 0 {
+				d.SubIDs = []uint32{subID}
+			}
+			ss.deliver(s, d, now, &rtx)
 		}
 		s.commit(&rtx, nil)
 	}
@@ -396,8 +434,8 @@ func (c *conn) handleDisconnect(p *packet.Disconnect) error {
 		}
 		c.expiry = min(p.Props.SessionExpiry, c.s.cfg.MaxSessionExpiry)
 	}
-	if p.Reason != packet.DisconnectWithWill {
-		c.normalDisconnect = true // [MQTT-3.14.4-3] the will is discarded
+	if p.Reason == packet.Success {
+		c.normalDisconnect = true // [MQTT-3.14.4-3] only a normal disconnection discards the will
 	}
 	return errClose
 }

@@ -48,6 +48,7 @@ func (s *Server) retain(msg *session.Message, tx *txn) {
 		if had {
 			s.retained.Delete(msg.Topic)
 			s.countRetained(old.Origin, -1)
+			s.retainedBytes -= retainedSize(old)
 			if s.persist != nil {
 				tx.cs.Add(session.Op{Kind: session.DeleteRetained, Topic: msg.Topic})
 			}
@@ -55,7 +56,8 @@ func (s *Server) retain(msg *session.Message, tx *txn) {
 		return
 	}
 	switch {
-	case !had && s.retained.Len() >= s.cfg.MaxRetained:
+	case !had && s.retained.Len() >= s.cfg.MaxRetained,
+		s.retainedBytes+retainedSize(msg)-retainedSize(old) > s.cfg.MaxRetainedBytes:
 		s.dropped("retained message store full", msg.Origin)
 		return
 	case (!had || old.Origin != msg.Origin) && msg.Origin != "" && s.retainedBy[msg.Origin] >= s.cfg.MaxRetainedPerClient:
@@ -64,12 +66,21 @@ func (s *Server) retain(msg *session.Message, tx *txn) {
 	}
 	if had {
 		s.countRetained(old.Origin, -1)
+		s.retainedBytes -= retainedSize(old)
 	}
 	s.countRetained(msg.Origin, 1)
+	s.retainedBytes += retainedSize(msg)
 	s.retained.Set(msg.Topic, msg)
 	if s.persist != nil {
 		tx.cs.Add(session.Op{Kind: session.PutRetained, Msg: msg})
 	}
+}
+
+func retainedSize(m *session.Message) int64 {
+	if m == nil {
+		return 0
+	}
+	return int64(len(m.Topic) + len(m.Payload))
 }
 
 // countRetained keeps the per-client count of retained messages. Called with s.retainMu held.

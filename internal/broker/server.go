@@ -48,13 +48,14 @@ type Server struct {
 	quit   chan struct{} // closed by Close: every goroutine ends
 	routes sync.Pool     // *router scratch
 
-	overloaded  atomic.Bool          // the heap is over MemoryBudget: shed load
-	retainMu    sync.Mutex           // retained-message bookkeeping (a leaf lock)
-	retainedBy  map[string]int       // retained messages per publishing client id
-	perAddr     *limiter.Concurrency // open connections per source address
-	connRate    *limiter.Limiter     // new connections per source address
-	stats       stats
-	lastDropLog atomic.Int64 // unix nanoseconds of the last "messages dropped" log line
+	overloaded    atomic.Bool          // the heap is over MemoryBudget: shed load
+	retainMu      sync.Mutex           // retained-message bookkeeping (a leaf lock)
+	retainedBy    map[string]int       // retained messages per publishing client id
+	retainedBytes int64                // topic and payload bytes of all retained messages
+	perAddr       *limiter.Concurrency // open connections per source address
+	connRate      *limiter.Limiter     // new connections per source address
+	stats         stats
+	lastDropLog   atomic.Int64 // unix nanoseconds of the last "messages dropped" log line
 }
 
 type stats struct {
@@ -104,13 +105,15 @@ func New(cfg Config) (*Server, error) {
 }
 
 // restore rebuilds sessions, subscriptions and retained messages from a snapshot. Every
-// session starts offline: its expiry and any will count from now (the connection that
-// held it ended with the previous process, without a DISCONNECT).
+// session starts offline. A session that was offline keeps its expiry time; one whose
+// client was connected when the previous process ended (without a DISCONNECT) expires,
+// and publishes its will, counting from now.
 func (s *Server) restore(snap *session.Snapshot) {
 	now := time.Now()
 	for _, m := range snap.Retained {
 		s.retained.Set(m.Topic, m)
 		s.countRetained(m.Origin, 1)
+		s.retainedBytes += retainedSize(m)
 	}
 	for _, st := range snap.Sessions {
 		ss := newSess(st.Meta.ClientID)
@@ -121,7 +124,7 @@ func (s *Server) restore(snap *session.Snapshot) {
 			ss.expireAt = now.Add(time.Duration(ss.st.ExpiryInterval) * time.Second)
 		}
 		if st.Meta.Will != nil {
-			ss.will, ss.willDelay = st.Meta.Will, st.Meta.WillDelay
+			ss.will, ss.willDelay, ss.willExpiry = st.Meta.Will, st.Meta.WillDelay, st.Meta.WillExpiry
 			ss.willAt = now.Add(time.Duration(min(st.Meta.WillDelay, st.Meta.ExpiryInterval)) * time.Second)
 		}
 		ss.client.Store(&Client{ClientID: st.Meta.ClientID, Username: st.Meta.Username, Attrs: st.Meta.Attrs, Anonymous: st.Meta.Anonymous})
@@ -422,7 +425,7 @@ func (s *Server) Kick(clientID string, rc packet.ReasonCode, purge bool) bool {
 		return false
 	}
 	ss.mu.Lock()
-	c := ss.conn
+	c := ss.owner
 	var tx txn
 	if purge {
 		ss.ended = true

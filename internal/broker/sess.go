@@ -20,11 +20,15 @@ type sess struct {
 	mu        sync.Mutex
 	st        *session.State
 	conn      *conn // nil while offline
+	owner     *conn // the connection that claimed the session (set before conn, under Server.mu)
 	will      *session.Message
 	willDelay uint32
-	willAt    time.Time // when a pending delayed will is due; zero: none pending
-	expireAt  time.Time // when an offline session ends; zero: not scheduled
-	ended     bool
+	// willExpiry is the will's Message Expiry Interval in seconds (0: none): it counts from
+	// when the will is published, not from CONNECT (§3.1.3.2.4).
+	willExpiry uint32
+	willAt     time.Time // when a pending delayed will is due; zero: none pending
+	expireAt   time.Time // when an offline session ends; zero: not scheduled
+	ended      bool
 	// waiting lists queued entries (by Seq) whose group commit has not completed: they are
 	// not sent before they are stored, or a crash could deliver a QoS 2 message twice.
 	waiting []uint64
@@ -46,7 +50,7 @@ func (ss *sess) persistent(s *Server) bool {
 // meta is the session's durable metadata. Called with ss.mu held.
 func (ss *sess) meta() session.Meta {
 	m := session.Meta{ClientID: ss.clientID, ExpiryInterval: ss.st.ExpiryInterval, ExpireAt: ss.expireAt,
-		Will: ss.will, WillDelay: ss.willDelay}
+		Will: ss.will, WillDelay: ss.willDelay, WillExpiry: ss.willExpiry}
 	if c := ss.client.Load(); c != nil {
 		m.Username, m.Attrs, m.Anonymous = c.Username, c.Attrs, c.Anonymous
 	}
@@ -66,6 +70,10 @@ func (ss *sess) mayReceive(s *Server, topicName string) bool {
 func (ss *sess) takeWill() *session.Message {
 	w := ss.will
 	ss.will, ss.willAt = nil, time.Time{}
+	if w != nil && ss.willExpiry > 0 {
+		w = &session.Message{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain, Props: w.Props,
+			Origin: w.Origin, Expiry: time.Now().Add(time.Duration(ss.willExpiry) * time.Second)}
+	}
 	return w
 }
 
@@ -100,14 +108,19 @@ func (ss *sess) deliver(s *Server, d session.Delivery, now time.Time, tx *txn) b
 		tx.dropped++
 		return false
 	}
-	if ss.persistent(s) {
-		tx.cs.Add(session.Op{Kind: session.PutEntry, ClientID: ss.clientID, Entry: e})
-		tx.pump = append(tx.pump, pending{ss, e.Seq})
-		ss.waiting = append(ss.waiting, e.Seq)
-		ss.stored = true
+	if s.persist == nil {
+		ss.pumpLocked(s, now, nil)
 		return true
 	}
-	ss.pumpLocked(s, now, nil)
+	// With a persister every QoS 1/2 entry waits for the publication's commit, stored or
+	// not: if the commit fails the publication is refused, and a copy already sent would
+	// be delivered again when the publisher retries.
+	if ss.persistent(s) {
+		tx.cs.Add(session.Op{Kind: session.PutEntry, ClientID: ss.clientID, Entry: e})
+		ss.stored = true
+	}
+	tx.pump = append(tx.pump, pending{ss, e.Seq})
+	ss.waiting = append(ss.waiting, e.Seq)
 	return true
 }
 

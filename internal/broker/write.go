@@ -87,8 +87,8 @@ func (c *conn) sendSubAck(a *packet.SubAck) {
 // QoS 0 message dropped because the client is not reading. Called with c.ss.mu held.
 func (c *conn) sendPublish(d session.Delivery, id uint16, dup bool, now time.Time) bool {
 	m := d.Msg
-	if m.Expired(now) {
-		return false // [MQTT-3.3.2-5]
+	if !dup && m.Expired(now) {
+		return false // [MQTT-3.3.2-5]; a resent message is completed: the client may hold its id
 	}
 	if d.QoS == 0 && len(d.SubIDs) == 0 && c.aliasOutMax == 0 && m.Expiry.IsZero() {
 		return c.sendShared(d)
@@ -97,12 +97,16 @@ func (c *conn) sendPublish(d session.Delivery, id uint16, dup bool, now time.Tim
 	if c.version == packet.Version5 {
 		p.Props = m.Props
 		if !m.Expiry.IsZero() { // the remaining lifetime [MQTT-3.3.2-6]
-			p.Props.MessageExpiry = uint32(math.Ceil(m.Expiry.Sub(now).Seconds()))
+			p.Props.MessageExpiry = uint32(max(1, math.Ceil(m.Expiry.Sub(now).Seconds())))
 			p.Props.Set(packet.PropMessageExpiry)
 		}
 		p.Props.SubscriptionIDs = d.SubIDs
 	}
-	if n, _ := packet.PublishSize(&p, c.version); 1+varintLen(n)+n > c.maxOut {
+	n, _ := packet.PublishSize(&p, c.version)
+	if c.aliasOutMax > 0 {
+		n += 3 // a Topic Alias property may be added below
+	}
+	if 1+varintLen(n)+n > c.maxOut {
 		c.s.stats.dropped.Add(1)
 		return false // [MQTT-3.1.2-25] never more than the client's Maximum Packet Size
 	}
@@ -267,7 +271,8 @@ func (c *conn) detach() {
 	ended := false
 	s.mu.Lock()
 	ss.mu.Lock()
-	if ss.conn == c {
+	if ss.owner == c {
+		ss.owner = nil
 		ss.conn = nil
 		ss.online.Store(false)
 		c.outMu.Lock()

@@ -54,6 +54,7 @@ type Broker struct {
 	MaxSessionExpiry     Duration `toml:"max_session_expiry"`
 	MaxRetained          int      `toml:"max_retained"`
 	MaxRetainedPerClient int      `toml:"max_retained_per_client"`
+	MaxRetainedBytes     int64    `toml:"max_retained_bytes"`
 	SysInterval          Duration `toml:"sys_interval"`
 	MemoryBudget         int64    `toml:"memory_budget"`
 }

@@ -13,8 +13,9 @@ type Meta struct {
 	// ExpireAt is when the offline session ends; zero while a client is connected.
 	ExpireAt time.Time
 	// Will is the will of the session's connection (or a pending delayed will).
-	Will      *Message
-	WillDelay uint32
+	Will       *Message
+	WillDelay  uint32
+	WillExpiry uint32 // the will's Message Expiry Interval, counted from its publication
 }
 
 // Stored is a session as a persister returns it at load.

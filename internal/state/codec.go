@@ -172,6 +172,7 @@ func encodeMeta(m session.Meta) []byte {
 		e.str(v)
 	}
 	e.uint(uint64(m.WillDelay))
+	e.uint(uint64(m.WillExpiry))
 	e.bool(m.Anonymous)
 	e.bool(m.Will != nil)
 	if m.Will != nil {
@@ -201,6 +202,7 @@ func decodeMeta(b []byte, clientID string) (session.Meta, error) {
 		m.Attrs[k] = d.str()
 	}
 	m.WillDelay = uint32(d.uint())
+	m.WillExpiry = uint32(d.uint())
 	m.Anonymous = d.bool()
 	if d.bool() {
 		m.Will = readMessage(&d)

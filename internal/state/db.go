@@ -130,12 +130,23 @@ func (d *DB) committer() {
 			err := d.write(batch)
 			for _, r := range batch {
 				if r.done != nil {
-					r.done(err)
+					d.callback(r.done, err)
 				}
 			}
 			clear(batch)
 		}
 	}
+}
+
+// callback runs one completion callback; a panic in it is logged, never fatal to the
+// process or to the other callbacks of the batch.
+func (d *DB) callback(done func(error), err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			d.log.Error("panic in a commit callback", "panic", fmt.Sprint(r))
+		}
+	}()
+	done(err)
 }
 
 func (d *DB) write(reqs []request) (err error) {
