@@ -127,6 +127,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MaxRetained:          b.MaxRetained,
 		MaxRetainedPerClient: b.MaxRetainedPerClient,
 		MaxRetainedBytes:     b.MaxRetainedBytes,
+		PublishRate:          b.PublishRate,
+		PublishByteRate:      b.PublishByteRate,
 		SysInterval:          b.SysInterval.Duration,
 		MemoryBudget:         b.MemoryBudget,
 	}

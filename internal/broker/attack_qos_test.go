@@ -17,7 +17,7 @@ import (
 
 func TestAttackQoS(t *testing.T) {
 	t.Run("T71_same_qos2_id_flooded_unread", func(t *testing.T) {
-		s, _ := fxStart(t, broker.Config{})
+		s, _ := fxStart(t, broker.Config{PublishRate: -1}) // the flood itself, not the rate limit that would slow it
 		clin := fxClin(t, s, false)
 		c, _ := fxLogin(t, s, fxC4p1)
 		const n = 10000 // scaled from 100,000
@@ -181,7 +181,7 @@ func TestAttackQoS(t *testing.T) {
 	}
 
 	t.Run("T76_slow_consumer", func(t *testing.T) {
-		s, _ := fxStart(t, broker.Config{WriteTimeout: 2 * time.Second})
+		s, _ := fxStart(t, broker.Config{WriteTimeout: 2 * time.Second, PublishRate: -1})
 		fxClin(t, s, false) // the slow consumer: subscribed to rpm/#, never reads again
 		fast, _ := fxLoginB(t, s, fxConnect(4, true, "cfast", "clin", "pwc"))
 		fast.send(atkHex(t, 0x82, "00 01 "+atkStr("rpm/#")+" 00 "+atkStr("rpm/p1/end")+" 01"))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 )
 
@@ -30,6 +31,14 @@ type Config struct {
 	// address. Defaults 50/s, burst 100. Stop connection floods and handshake CPU exhaustion.
 	ConnectionRate  float64
 	ConnectionBurst int
+
+	// PublishRate (publications per second) and PublishByteRate (bytes per second) cap what
+	// one connection may publish; beyond them the broker stops reading from it until the
+	// rate allows (the client is slowed down by TCP, nothing is dropped). Defaults 1000/s and
+	// 8 MiB/s, bursts of twice that; a negative value disables the limit. Stop one client
+	// (a stolen device) from flooding the broker and every subscriber.
+	PublishRate     float64
+	PublishByteRate float64
 
 	// ConnectTimeout is how long a new connection has to complete CONNECT. Default 10s.
 	// Stops idle and slowloris connections that never authenticate (CASES T11, T28, T29).
@@ -108,6 +117,12 @@ func (c *Config) setDefaults() {
 		c.ConnectionRate = 50
 	}
 	def(&c.ConnectionBurst, 100)
+	if c.PublishRate == 0 {
+		c.PublishRate = 1000
+	}
+	if c.PublishByteRate == 0 {
+		c.PublishByteRate = 8 << 20
+	}
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = 10 * time.Second
 	}
@@ -171,6 +186,11 @@ func (c *Config) Validate() error {
 	}
 	if c.MemoryBudget < 0 {
 		bad("MemoryBudget", "must not be negative, got %d", c.MemoryBudget)
+	}
+	for name, v := range map[string]float64{"PublishRate": c.PublishRate, "PublishByteRate": c.PublishByteRate, "ConnectionRate": c.ConnectionRate} {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			bad(name, "must be a finite number, got %v", v)
+		}
 	}
 	if c.ConnectionRate < 0 {
 		bad("ConnectionRate", "must not be negative, got %v", c.ConnectionRate)

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"vitalmq/internal/limiter"
 	"vitalmq/internal/packet"
 	"vitalmq/internal/session"
 	"vitalmq/internal/topic"
@@ -44,6 +45,8 @@ type conn struct {
 	aliasOutMax uint16 // aliases the server may use towards the client
 	problemInfo bool   // Request Problem Information
 	aliasIn     []string
+	pubRate     *limiter.Bucket // publications per second; nil: unlimited
+	byteRate    *limiter.Bucket // published bytes per second; nil: unlimited
 
 	// decoded packets, reused
 	pub   packet.Publish
@@ -355,6 +358,13 @@ func (c *conn) attach(p *packet.Connect) error {
 		}
 	}
 	c.keepAlive = time.Duration(ka) * time.Second
+
+	if cfg.PublishRate > 0 {
+		c.pubRate = limiter.NewBucket(cfg.PublishRate, max(1, int(2*cfg.PublishRate)))
+	}
+	if cfg.PublishByteRate > 0 {
+		c.byteRate = limiter.NewBucket(cfg.PublishByteRate, max(int(2*cfg.PublishByteRate), cfg.MaxPacketSize))
+	}
 
 	// Limits the client asked for.
 	c.sendQuota = int(cfg.MaxInflight)

@@ -29,7 +29,7 @@ const (
 )
 
 func durBenchQoS1(b *testing.B, durable bool) {
-	cfg := broker.Config{MaxQueuedMessages: 1 << 20, MaxQueuedBytes: 1 << 30}
+	cfg := broker.Config{MaxQueuedMessages: 1 << 20, MaxQueuedBytes: 1 << 30, PublishRate: -1, PublishByteRate: -1}
 	if durable {
 		db, err := state.Open(b.TempDir(), nil)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"vitalmq/internal/limiter"
 	"vitalmq/internal/packet"
 	"vitalmq/internal/session"
 	"vitalmq/internal/topic"
@@ -59,6 +60,8 @@ func (c *conn) handle(h packet.FixedHeader, body []byte) error {
 }
 
 func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
+	c.pace(c.pubRate, 1, c.s.cfg.PublishRate)
+	c.pace(c.byteRate, h.Size(), c.s.cfg.PublishByteRate)
 	p := &c.pub
 	if err := packet.DecodePublish(p, h.Flags, body, c.version); err != nil {
 		return err
@@ -447,4 +450,26 @@ func errReason(err error) (packet.ReasonCode, bool) {
 		return rc, true
 	}
 	return 0, false
+}
+
+// pace waits until bucket b has n tokens: a client publishing faster than its rate is not
+// read from meanwhile, so TCP slows it down and nothing it sent is lost.
+func (c *conn) pace(b *limiter.Bucket, n int, rate float64) {
+	if b == nil {
+		return
+	}
+	for {
+		now := time.Now()
+		if b.AllowAt(now, n) {
+			return
+		}
+		wait := time.Duration((float64(n) - b.TokensAt(now)) / rate * float64(time.Second))
+		t := time.NewTimer(min(max(wait, time.Millisecond), time.Second))
+		select {
+		case <-t.C:
+		case <-c.s.quit:
+			t.Stop()
+			return
+		}
+	}
 }

@@ -55,6 +55,8 @@ type Broker struct {
 	MaxRetained          int      `toml:"max_retained"`
 	MaxRetainedPerClient int      `toml:"max_retained_per_client"`
 	MaxRetainedBytes     int64    `toml:"max_retained_bytes"`
+	PublishRate          float64  `toml:"publish_rate"`
+	PublishByteRate      float64  `toml:"publish_byte_rate"`
 	SysInterval          Duration `toml:"sys_interval"`
 	MemoryBudget         int64    `toml:"memory_budget"`
 }

@@ -44,7 +44,7 @@ func startBroker(t *testing.T, cfg broker.Config) string {
 
 func TestPubSubEndToEnd(t *testing.T) {
 	// Queues large enough that a subscriber slowed down by the race detector loses nothing.
-	addr := startBroker(t, broker.Config{MaxQueuedMessages: 1 << 20, MaxQueuedBytes: 1 << 30, MaxPendingWrite: 64 << 20})
+	addr := startBroker(t, broker.Config{MaxQueuedMessages: 1 << 20, MaxQueuedBytes: 1 << 30, MaxPendingWrite: 64 << 20, PublishRate: -1, PublishByteRate: -1})
 	for _, c := range []struct {
 		name string
 		cfg  PubSubConfig
