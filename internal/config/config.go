@@ -56,6 +56,9 @@ type Broker struct {
 	MaxRetainedPerClient int      `toml:"max_retained_per_client"`
 	MaxRetainedBytes     int64    `toml:"max_retained_bytes"`
 	PublishRate          float64  `toml:"publish_rate"`
+	MaxConnsPerAddress   int      `toml:"max_connections_per_address"`
+	ConnectionRate       float64  `toml:"connection_rate"`
+	ConnectionBurst      int      `toml:"connection_burst"`
 	PublishByteRate      float64  `toml:"publish_byte_rate"`
 	SysInterval          Duration `toml:"sys_interval"`
 	MemoryBudget         int64    `toml:"memory_budget"`
