@@ -185,16 +185,26 @@ func benchPubSub(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("--qos %d: want 0, 1 or 2", *qos)
 	}
 	cfg.QoS = byte(*qos)
-	var err error
-	if cfg.Target, err = c.target(); err != nil {
+	return execute(&c, stdout, func(t loadgen.Target, pid int) { cfg.Target, cfg.BrokerPID = t, pid },
+		func() (*loadgen.PubSubResult, error) { return loadgen.RunPubSub(ctx, cfg) })
+}
+
+// execute applies the common flags (target, broker PID) through set, runs the load under
+// the optional profile, and reports what it measured, also when it ended with an error.
+func execute[R interface {
+	*loadgen.PubSubResult | *loadgen.ConnsResult
+	table
+}](c *commonFlags, stdout io.Writer, set func(loadgen.Target, int), run func() (R, error)) error {
+	target, err := c.target()
+	if err != nil {
 		return err
 	}
-	cfg.BrokerPID = c.brokerPID
+	set(target, c.brokerPID)
 	stopProfile, err := c.profile()
 	if err != nil {
 		return err
 	}
-	res, err := loadgen.RunPubSub(ctx, cfg)
+	res, err := run()
 	stopProfile()
 	if res != nil {
 		if rerr := report(stdout, c.json, res); err == nil {
@@ -225,21 +235,6 @@ func benchConns(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if done, err := parseBench(fs, args); done || err != nil {
 		return err
 	}
-	var err error
-	if cfg.Target, err = c.target(); err != nil {
-		return err
-	}
-	cfg.BrokerPID = c.brokerPID
-	stopProfile, err := c.profile()
-	if err != nil {
-		return err
-	}
-	res, err := loadgen.RunConns(ctx, cfg)
-	stopProfile()
-	if res != nil {
-		if rerr := report(stdout, c.json, res); err == nil {
-			err = rerr
-		}
-	}
-	return err
+	return execute(&c, stdout, func(t loadgen.Target, pid int) { cfg.Target, cfg.BrokerPID = t, pid },
+		func() (*loadgen.ConnsResult, error) { return loadgen.RunConns(ctx, cfg) })
 }
