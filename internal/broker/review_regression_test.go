@@ -220,3 +220,63 @@ func TestReviewQoS2QuotaExceededLeavesId(t *testing.T) {
 	}
 	t.Logf("got % x", b)
 }
+
+// A session resumed with a smaller Receive Maximum gets no more unacknowledged QoS 1
+// messages than it allows; the rest follow, still marked DUP, as it acknowledges
+// [MQTT-3.3.4-7] [MQTT-3.3.1-1].
+func TestReviewResumeRespectsReceiveMaximum(t *testing.T) {
+	s := startServer(t, broker.Config{})
+	connect := func(rm uint16) (*rawConn, *packet.Connack) {
+		return ftDial(t, s.Addr, packet.Version5, "rq-sub", func(p *packet.Connect) {
+			p.CleanStart = false
+			p.Props.SessionExpiry, p.Props.ReceiveMaximum = 60, rm
+			p.Props.Set(packet.PropSessionExpiry)
+			p.Props.Set(packet.PropReceiveMaximum)
+		})
+	}
+	sub, _ := connect(10)
+	sub.ftSub(packet.Version5, "rq/t", 1)
+	pub, _ := ftDial(t, s.Addr, packet.Version5, "rq-pub", nil)
+	for i := range 5 {
+		pub.ftPublish(packet.Version5, &packet.Publish{QoS: 1, PacketID: uint16(i + 1), Topic: "rq/t", Payload: []byte{byte(i)}})
+		pub.ftReadAck(packet.Version5, packet.PUBACK)
+	}
+	for range 5 {
+		sub.expectType(packet.PUBLISH) // received, never acknowledged
+	}
+	sub.nc.Close()
+
+	sub, ack := connect(2)
+	if !ack.SessionPresent {
+		t.Fatal("session not resumed")
+	}
+	var got []packet.Publish
+	read := func() bool {
+		b, err := sub.readPacket(300 * time.Millisecond)
+		if err != nil {
+			return false
+		}
+		var p packet.Publish
+		if err := packet.DecodePublish(&p, b[0]&0x0f, b[2:], packet.Version5); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, p)
+		return true
+	}
+	for read() {
+	}
+	if len(got) != 2 {
+		t.Fatalf("%d messages in flight after resuming with Receive Maximum 2, want 2", len(got))
+	}
+	for len(got) < 5 {
+		sub.write(packet.AppendAck(nil, &packet.Ack{Type: packet.PUBACK, PacketID: got[len(got)-2].PacketID}, packet.Version5))
+		if !read() {
+			t.Fatalf("no next message after an acknowledgement (have %d)", len(got))
+		}
+	}
+	for i, p := range got {
+		if !p.Dup || p.Payload[0] != byte(i) {
+			t.Fatalf("message %d: dup %v payload %v, want a DUP re-send of %d in order", i, p.Dup, p.Payload, i)
+		}
+	}
+}

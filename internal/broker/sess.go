@@ -138,7 +138,7 @@ func (ss *sess) pumpLocked(s *Server, now time.Time, tx *txn) {
 			return
 		}
 		ss.st.Next()
-		if !c.sendPublish(e.Delivery, e.ID, false, now) { // expired or too large [MQTT-3.3.2-5] [MQTT-3.1.2-25]
+		if !c.sendPublish(e.Delivery, e.ID, e.Dup, now) { // expired or too large [MQTT-3.3.2-5] [MQTT-3.1.2-25]
 			ss.st.Drop(e.ID)
 			ss.forget(s, e, tx)
 		}
@@ -162,6 +162,7 @@ func (ss *sess) forget(s *Server, e session.Entry, tx *txn) {
 // Called with ss.mu held, after ss.conn was set.
 func (ss *sess) resumeLocked(s *Server, now time.Time) {
 	c := ss.conn
+	ss.st.Requeue(c.sendQuota) // never more in flight than the client's Receive Maximum [MQTT-3.3.4-7]
 	for _, e := range ss.st.Filter(func(e *session.Entry, sent bool) bool {
 		switch {
 		case !sent:

@@ -84,6 +84,9 @@ type Entry struct {
 	Delivery Delivery
 	// Released is true once a PUBREC was received: the server has sent PUBREL and waits for PUBCOMP.
 	Released bool
+	// Dup is true for an entry sent on an earlier connection and queued again: it is re-sent
+	// with the DUP flag.
+	Dup bool
 }
 
 // State is one client's session. Entries move from Queue to Inflight in order.
@@ -165,6 +168,31 @@ func (s *State) Restore(e Entry, sent bool) {
 	}
 	s.Queue = append(s.Queue, e)
 	s.QueuedBytes += entrySize(&e.Delivery)
+}
+
+// Requeue moves in-flight entries that are not released, beyond the first keep of them, back
+// to the front of the queue (marked Dup), in order: a client's new Receive Maximum may allow
+// fewer messages in flight than the previous connection had.
+func (s *State) Requeue(keep int) {
+	var back []Entry
+	in := s.Inflight[:0]
+	for _, e := range s.Inflight {
+		if e.Released || keep > 0 {
+			if !e.Released {
+				keep--
+			}
+			in = append(in, e)
+			continue
+		}
+		e.Dup = true
+		back = append(back, e)
+		s.QueuedBytes += entrySize(&e.Delivery)
+	}
+	clear(s.Inflight[len(in):])
+	s.Inflight = in
+	if len(back) > 0 {
+		s.Queue = append(back, s.Queue...)
+	}
 }
 
 // Next moves the oldest queued entry into flight and returns it.
