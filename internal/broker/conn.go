@@ -54,7 +54,8 @@ type conn struct {
 	sub   packet.Subscribe
 	unsub packet.Unsubscribe
 	disc  packet.Disconnect
-	tx    txn // scratch for the durable changes of the packet being handled
+	tx    txn       // scratch for the durable changes of the packet being handled
+	now   time.Time // when the packet being handled was read
 	// commits counts acknowledgements waiting for a group commit: while any is, later ones
 	// queue behind it, so the client sees them in order.
 	commits atomic.Int32
@@ -112,6 +113,7 @@ func (c *conn) run() error {
 		if err != nil {
 			return err
 		}
+		c.now = time.Now() // one clock read per packet: pacing, message times and routing use it
 		if err := c.handle(h, body); err != nil {
 			return err
 		}

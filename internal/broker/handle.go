@@ -62,6 +62,7 @@ func (c *conn) handle(h packet.FixedHeader, body []byte) error {
 func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 	c.pace(c.pubRate, 1, c.s.cfg.PublishRate)
 	c.pace(c.byteRate, h.Size(), c.s.cfg.PublishByteRate)
+	now := c.now
 	p := &c.pub
 	if err := packet.DecodePublish(p, h.Flags, body, c.version); err != nil {
 		return err
@@ -131,7 +132,7 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 			reason = packet.QuotaExceeded
 		}
 		if fresh && reason == packet.Success {
-			reason = c.deliver(p, name, tx)
+			reason = c.deliver(p, name, tx, now)
 		}
 		switch {
 		case fresh && reason.IsError(): // the flow ends with the error PUBREC: forget the id
@@ -155,7 +156,7 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 		reason = packet.QuotaExceeded
 	}
 	if reason == packet.Success {
-		reason = c.deliver(p, name, tx)
+		reason = c.deliver(p, name, tx, now)
 	}
 	if p.QoS == 1 {
 		c.commitThenAck(tx, packet.Ack{Type: packet.PUBACK, PacketID: p.PacketID, Reason: reason}, false)
@@ -207,14 +208,13 @@ func (c *conn) commitThenAck(tx *txn, a packet.Ack, barrier bool) {
 }
 
 // deliver routes an accepted publication and returns the reason for its acknowledgement.
-func (c *conn) deliver(p *packet.Publish, name string, tx *txn) packet.ReasonCode {
-	now := time.Now()
+func (c *conn) deliver(p *packet.Publish, name string, tx *txn, now time.Time) packet.ReasonCode {
 	msg := newMessage(name, p.Payload, p.QoS, p.Retain, &p.Props, c.client.ClientID, now)
 	p.Payload = nil // the message owns it now
 	if msg.Retain {
 		c.s.retain(msg, tx)
 	}
-	if c.s.route(msg, tx) == 0 && c.version == packet.Version5 {
+	if c.s.route(msg, tx, now) == 0 && c.version == packet.Version5 {
 		if tx.dropped > 0 {
 			return packet.QuotaExceeded // every matching session's queue was full
 		}
@@ -453,17 +453,14 @@ func errReason(err error) (packet.ReasonCode, bool) {
 }
 
 // pace waits until bucket b has n tokens: a client publishing faster than its rate is not
-// read from meanwhile, so TCP slows it down and nothing it sent is lost.
+// read from meanwhile, so TCP slows it down and nothing it sent is lost. It reads the clock
+// only when it had to wait (c.now is then moved on).
 func (c *conn) pace(b *limiter.Bucket, n int, rate float64) {
 	if b == nil {
 		return
 	}
-	for {
-		now := time.Now()
-		if b.AllowAt(now, n) {
-			return
-		}
-		wait := time.Duration((float64(n) - b.TokensAt(now)) / rate * float64(time.Second))
+	for !b.AllowAt(c.now, n) {
+		wait := time.Duration((float64(n) - b.TokensAt(c.now)) / rate * float64(time.Second))
 		t := time.NewTimer(min(max(wait, time.Millisecond), time.Second))
 		select {
 		case <-t.C:
@@ -471,5 +468,6 @@ func (c *conn) pace(b *limiter.Bucket, n int, rate float64) {
 			t.Stop()
 			return
 		}
+		c.now = time.Now()
 	}
 }

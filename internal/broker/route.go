@@ -33,7 +33,7 @@ func (s *Server) Publish(msg *session.Message) error {
 	if msg.Retain {
 		s.retain(msg, &tx)
 	}
-	s.route(msg, &tx)
+	s.route(msg, &tx, time.Now())
 	s.commit(&tx, nil)
 	return nil
 }
@@ -97,8 +97,9 @@ func (s *Server) countRetained(origin string, d int) {
 
 // route delivers msg to every matching session: once per session, with the highest
 // matching QoS and all matching subscription identifiers; one member per shared group.
-// Durable changes go into tx. It returns the number of sessions the message was delivered to.
-func (s *Server) route(msg *session.Message, tx *txn) int {
+// Durable changes go into tx; now is the time of the publication. It returns the number of
+// sessions the message was delivered to.
+func (s *Server) route(msg *session.Message, tx *txn, now time.Time) int {
 	r := s.routes.Get().(*router)
 	defer func() {
 		r.m.Reset()
@@ -132,7 +133,6 @@ func (s *Server) route(msg *session.Message, tx *txn) int {
 		e := members[pick]
 		r.add(e.Key, msg, e.Value, e.Filter)
 	}
-	now := time.Now()
 	delivered := 0
 	for i := range r.targets {
 		t := &r.targets[i]

@@ -106,7 +106,7 @@ func (c *conn) sendPublish(d session.Delivery, id uint16, dup bool, now time.Tim
 	if c.aliasOutMax > 0 {
 		n += 3 // a Topic Alias property may be added below
 	}
-	if 1+varintLen(n)+n > c.maxOut {
+	if (packet.FixedHeader{Remaining: n}).Size() > c.maxOut {
 		c.s.stats.dropped.Add(1)
 		return false // [MQTT-3.1.2-25] never more than the client's Maximum Packet Size
 	}
@@ -173,18 +173,6 @@ func (c *conn) sendShared(d session.Delivery) bool {
 	c.s.stats.sent.Add(1)
 	c.signal()
 	return true
-}
-
-func varintLen(n int) int {
-	switch {
-	case n < 128:
-		return 1
-	case n < 16384:
-		return 2
-	case n < 2097152:
-		return 3
-	}
-	return 4
 }
 
 // kick asks the connection to close: a 5.0 client is told why (DISCONNECT with rc,
@@ -338,5 +326,5 @@ func (s *Server) sendWill(cl *Client, w *session.Message, tx *txn) {
 	if w.Retain {
 		s.retain(w, tx)
 	}
-	s.route(w, tx)
+	s.route(w, tx, time.Now())
 }

@@ -272,15 +272,6 @@ func (s *State) Drop(id uint16) (Entry, bool) {
 	return s.remove(i), true
 }
 
-// DropQueued removes the oldest queued entry (expired, or not deliverable).
-func (s *State) DropQueued() (Entry, bool) {
-	e, ok := s.Next()
-	if ok {
-		s.Drop(e.ID)
-	}
-	return e, ok
-}
-
 // Filter keeps only the entries for which keep returns true and returns the removed ones.
 func (s *State) Filter(keep func(e *Entry, sent bool) bool) (removed []Entry) {
 	in := s.Inflight[:0]
