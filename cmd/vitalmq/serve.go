@@ -135,8 +135,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		SysInterval:              b.SysInterval.Duration,
 		MemoryBudget:             b.MemoryBudget,
 	}
-	for name, v := range map[string]int{"max_keep_alive": b.MaxKeepAlive, "receive_maximum": b.ReceiveMaximum,
-		"max_inflight": b.MaxInflight, "topic_alias_maximum": b.TopicAliasMaximum} {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"max_keep_alive", b.MaxKeepAlive}, {"receive_maximum", b.ReceiveMaximum}, {"max_inflight", b.MaxInflight}, {"topic_alias_maximum", b.TopicAliasMaximum}} {
+		name, v := f.name, f.v
 		if v < 0 || v > 65535 {
 			return fmt.Errorf("config: broker.%s: must be 0..65535, got %d", name, v)
 		}

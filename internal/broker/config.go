@@ -187,7 +187,11 @@ func (c *Config) Validate() error {
 	if c.MemoryBudget < 0 {
 		bad("MemoryBudget", "must not be negative, got %d", c.MemoryBudget)
 	}
-	for name, v := range map[string]float64{"PublishRate": c.PublishRate, "PublishByteRate": c.PublishByteRate, "ConnectionRate": c.ConnectionRate} {
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"PublishRate", c.PublishRate}, {"PublishByteRate", c.PublishByteRate}, {"ConnectionRate", c.ConnectionRate}} {
+		name, v := f.name, f.v
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			bad(name, "must be a finite number, got %v", v)
 		}
@@ -195,9 +199,11 @@ func (c *Config) Validate() error {
 	if c.ConnectionRate < 0 {
 		bad("ConnectionRate", "must not be negative, got %v", c.ConnectionRate)
 	}
-	for name, v := range map[string]int{"MaxConnectionsPerAddress": c.MaxConnectionsPerAddress, "ConnectionBurst": c.ConnectionBurst, "MaxQueuedMessages": c.MaxQueuedMessages, "MaxQueuedBytes": c.MaxQueuedBytes,
-		"MaxPendingWrite": c.MaxPendingWrite, "MaxSubscriptions": c.MaxSubscriptions, "MaxTopicLength": c.MaxTopicLength,
-		"MaxTopicLevels": c.MaxTopicLevels, "MaxClientIDLength": c.MaxClientIDLength, "MaxRetained": c.MaxRetained, "MaxRetainedPerClient": c.MaxRetainedPerClient} {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"MaxConnectionsPerAddress", c.MaxConnectionsPerAddress}, {"ConnectionBurst", c.ConnectionBurst}, {"MaxQueuedMessages", c.MaxQueuedMessages}, {"MaxQueuedBytes", c.MaxQueuedBytes}, {"MaxPendingWrite", c.MaxPendingWrite}, {"MaxSubscriptions", c.MaxSubscriptions}, {"MaxTopicLength", c.MaxTopicLength}, {"MaxTopicLevels", c.MaxTopicLevels}, {"MaxClientIDLength", c.MaxClientIDLength}, {"MaxRetained", c.MaxRetained}, {"MaxRetainedPerClient", c.MaxRetainedPerClient}} {
+		name, v := f.name, f.v
 		if v < 0 {
 			bad(name, "must not be negative, got %d", v)
 		}
