@@ -73,7 +73,8 @@ type conn struct {
 }
 
 func newConn(s *Server, nc net.Conn, opts ListenerOptions) *conn {
-	return &conn{s: s, nc: nc, opts: opts, wake: make(chan struct{}, 1), writerDone: make(chan struct{}), done: make(chan struct{})}
+	return &conn{s: s, nc: nc, opts: opts, maxOut: packet.MaxRemaining + 5,
+		wake: make(chan struct{}, 1), writerDone: make(chan struct{}), done: make(chan struct{})}
 }
 
 // errClose is a deliberate close that needs no log line.
@@ -163,6 +164,9 @@ func (c *conn) connect() error {
 		return err
 	}
 	c.version = p.Version
+	if p.Version == packet.Version5 && p.Props.Has(packet.PropMaximumPacketSize) {
+		c.maxOut = int(p.Props.MaximumPacketSize) // from now on, nothing larger is sent [MQTT-3.1.2-24]
+	}
 	if rc, err := c.checkConnect(&p); err != nil {
 		c.refuse(p.Version, rc)
 		return err
@@ -252,7 +256,11 @@ func (c *conn) enhancedAuth(req *ConnectRequest) (*Client, []byte, error) {
 		a.Props.AuthMethod, a.Props.AuthData = req.AuthMethod, reply
 		a.Props.Set(packet.PropAuthMethod)
 		a.Props.Set(packet.PropAuthData)
-		if _, err := c.nc.Write(packet.AppendDisconnect(nil, &a, packet.Version5)); err != nil {
+		b := packet.AppendDisconnect(nil, &a, packet.Version5)
+		if len(b) > c.maxOut { // [MQTT-3.1.2-24]
+			return nil, nil, fmt.Errorf("%w: AUTH of %d bytes exceeds the client's Maximum Packet Size", packet.ImplementationSpecificError, len(b))
+		}
+		if _, err := c.nc.Write(b); err != nil {
 			return nil, nil, err
 		}
 		h, body, err := c.readPacket(c.s.cfg.PreAuthMaxPacketSize)
@@ -327,6 +335,9 @@ func (c *conn) canPublish(name string) bool {
 // lets the connection close after it is written.
 func (c *conn) refuse(version byte, rc packet.ReasonCode) {
 	b := packet.AppendConnack(nil, &packet.Connack{Reason: rc}, version)
+	if len(b) > c.maxOut {
+		return // [MQTT-3.1.2-24]: the connection just closes
+	}
 	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 	c.nc.Write(b)
 }
@@ -370,14 +381,10 @@ func (c *conn) attach(p *packet.Connect) error {
 
 	// Limits the client asked for.
 	c.sendQuota = int(cfg.MaxInflight)
-	c.maxOut = packet.MaxRemaining + 5
 	c.problemInfo = true
 	if p.Version == packet.Version5 {
 		if p.Props.Has(packet.PropReceiveMaximum) {
 			c.sendQuota = min(c.sendQuota, int(p.Props.ReceiveMaximum)) // [MQTT-3.3.4-9]
-		}
-		if p.Props.Has(packet.PropMaximumPacketSize) {
-			c.maxOut = int(p.Props.MaximumPacketSize)
 		}
 		c.aliasOutMax = min(p.Props.TopicAliasMaximum, cfg.TopicAliasMaximum)
 		c.problemInfo = !p.Props.Has(packet.PropRequestProblemInfo) || p.Props.RequestProblemInfo == 1
@@ -394,6 +401,28 @@ func (c *conn) attach(p *packet.Connect) error {
 	if p.HasWill {
 		w := &p.Will
 		will = newMessage(w.Topic, w.Payload, w.QoS, w.Retain, &w.Props, id, time.Now())
+	}
+
+	if p.Version == packet.Version5 {
+		ack.Props.ReceiveMaximum = cfg.ReceiveMaximum
+		ack.Props.TopicAliasMaximum = cfg.TopicAliasMaximum
+		ack.Props.MaximumPacketSize = uint32(cfg.MaxPacketSize)
+		ack.Props.Set(packet.PropReceiveMaximum)
+		ack.Props.Set(packet.PropTopicAliasMaximum)
+		ack.Props.Set(packet.PropMaximumPacketSize)
+	}
+	if c.authMethod != "" {
+		ack.Props.AuthMethod, ack.Props.AuthData = c.authMethod, c.authData
+		ack.Props.Set(packet.PropAuthMethod)
+		if len(c.authData) > 0 {
+			ack.Props.Set(packet.PropAuthData)
+		}
+	}
+	// The CONNACK must fit the client's Maximum Packet Size [MQTT-3.1.2-24]; only a large
+	// Authentication Data can make it not fit, and then the connection cannot go on.
+	if n := len(packet.AppendConnack(nil, &ack, p.Version)); n > c.maxOut {
+		c.refuse(p.Version, packet.ImplementationSpecificError)
+		return fmt.Errorf("%w: CONNACK of %d bytes exceeds the client's Maximum Packet Size %d", packet.ImplementationSpecificError, n, c.maxOut)
 	}
 
 	// Take over or resume the session ([MQTT-3.1.4-3]).
@@ -433,21 +462,6 @@ func (c *conn) attach(p *packet.Connect) error {
 	}
 	c.ss = ss
 	c.startWriter()
-	if p.Version == packet.Version5 {
-		ack.Props.ReceiveMaximum = cfg.ReceiveMaximum
-		ack.Props.TopicAliasMaximum = cfg.TopicAliasMaximum
-		ack.Props.MaximumPacketSize = uint32(cfg.MaxPacketSize)
-		ack.Props.Set(packet.PropReceiveMaximum)
-		ack.Props.Set(packet.PropTopicAliasMaximum)
-		ack.Props.Set(packet.PropMaximumPacketSize)
-	}
-	if c.authMethod != "" {
-		ack.Props.AuthMethod, ack.Props.AuthData = c.authMethod, c.authData
-		ack.Props.Set(packet.PropAuthMethod)
-		if len(c.authData) > 0 {
-			ack.Props.Set(packet.PropAuthData)
-		}
-	}
 	c.outMu.Lock()
 	c.pending = packet.AppendConnack(c.pending, &ack, p.Version)
 	c.outMu.Unlock()

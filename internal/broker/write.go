@@ -59,11 +59,17 @@ func (c *conn) signal() {
 	}
 }
 
-// queue appends an encoded packet to the connection's pending bytes.
+// queue appends an encoded packet to the connection's pending bytes. A packet larger than
+// the client's Maximum Packet Size is discarded (a SUBACK for a client that subscribed to
+// more filters than its own limit lets it hear about) [MQTT-3.1.2-24].
 func (c *conn) queue(enc func([]byte) []byte) {
 	c.outMu.Lock()
 	if !c.closing {
+		n := len(c.pending)
 		c.pending = enc(c.pending)
+		if len(c.pending)-n > c.maxOut {
+			c.pending = c.pending[:n]
+		}
 	}
 	c.outMu.Unlock()
 	c.signal()
@@ -72,7 +78,11 @@ func (c *conn) queue(enc func([]byte) []byte) {
 func (c *conn) sendAck(a *packet.Ack) {
 	c.outMu.Lock()
 	if !c.closing {
+		n := len(c.pending)
 		c.pending = packet.AppendAck(c.pending, a, c.version)
+		if len(c.pending)-n > c.maxOut {
+			c.pending = c.pending[:n] // [MQTT-3.1.2-24]
+		}
 	}
 	c.outMu.Unlock()
 	c.signal()
@@ -180,7 +190,7 @@ func (c *conn) sendShared(d session.Delivery) bool {
 func (c *conn) kick(rc packet.ReasonCode) {
 	c.outMu.Lock()
 	writing := c.writing
-	if !c.closing && writing && c.version == packet.Version5 {
+	if !c.closing && writing && c.version == packet.Version5 && c.maxOut >= 3 {
 		c.pending = packet.AppendDisconnect(c.pending, &packet.Disconnect{Reason: rc}, c.version)
 	}
 	c.closing = true
@@ -219,11 +229,13 @@ func (c *conn) finish(err error) {
 				d.Props.Set(packet.PropReasonString)
 			}
 			b := packet.AppendDisconnect(nil, &d, c.version)
-			if len(b) > c.maxOut { // never more than the client accepts [MQTT-3.1.2-25]
+			if len(b) > c.maxOut { // never more than the client accepts [MQTT-3.1.2-24]
 				d.Props = packet.Properties{}
 				b = packet.AppendDisconnect(nil, &d, c.version)
 			}
-			c.pending = append(c.pending, b...)
+			if len(b) <= c.maxOut {
+				c.pending = append(c.pending, b...)
+			}
 		}
 	}
 	c.closing = true
