@@ -821,3 +821,79 @@ func TestDurabilityDiskFull(t *testing.T) {
 		}
 	}
 }
+
+// (c) After a restart, a QoS 1 message that reached the subscriber before it went away is
+// re-sent with DUP set; one queued while it was away is sent with DUP clear
+// [MQTT-3.3.1-1] [MQTT-3.3.1-3]. And a session replaced by Clean Start never gets the
+// entries of its predecessor back, even when one was stored after the Clean Start.
+func TestDurabilityRestartDupAndIncarnation(t *testing.T) {
+	dir := t.TempDir()
+	db := durOpen(t, dir)
+	srv := durStart(t, broker.Config{Persister: db})
+	sub, _ := durDial(t, srv.addr, durV5, "dd-sub", true, 3600)
+	sub.durSubscribe(durV5, "dd/#", 1)
+	pub, _ := durDial(t, srv.addr, durV5, "dd-pub", true, 0)
+	if rc := pub.durPub1(durV5, 1, "dd/a", "1", false); rc != packet.Success {
+		t.Fatalf("PUBACK %#x", byte(rc))
+	}
+	if p := sub.durReadPublish(durV5); string(p.Payload) != "1" || p.Dup {
+		t.Fatalf("first delivery %q dup=%v", p.Payload, p.Dup)
+	}
+	sub.durDisconnect(durV5) // without acknowledging "1"
+	if rc := pub.durPub1(durV5, 2, "dd/a", "2", false); rc != packet.Success {
+		t.Fatalf("PUBACK %#x", byte(rc))
+	}
+	pub.nc.Close()
+	srv.stop(t)
+	db.Close()
+
+	db = durOpen(t, dir)
+	srv = durStart(t, broker.Config{Persister: db})
+	sub, _ = durDial(t, srv.addr, durV5, "dd-sub", false, 3600)
+	for _, want := range []struct {
+		payload string
+		dup     bool
+	}{{"1", true}, {"2", false}} {
+		p := sub.durReadPublish(durV5)
+		if string(p.Payload) != want.payload || p.Dup != want.dup {
+			t.Fatalf("after restart got %q dup=%v, want %q dup=%v", p.Payload, p.Dup, want.payload, want.dup)
+		}
+		sub.durAck(durV5, packet.PUBACK, p.PacketID)
+	}
+	sub.durDisconnect(durV5)
+	srv.stop(t)
+	db.Close()
+
+	db = durOpen(t, dir)
+	oldGen := durSession(durLoad(t, db), "dd-sub").Meta.Gen
+	srv = durStart(t, broker.Config{Persister: db})
+	sub, _ = durDial(t, srv.addr, durV5, "dd-sub", true, 3600) // a new incarnation
+	sub.durSubscribe(durV5, "dd/#", 1)
+	sub.durDisconnect(durV5)
+	srv.stop(t)
+	// The commit of a publication routed to the old incarnation lands after the Clean Start.
+	orphan := session.Entry{Seq: 1000, ID: 77, Delivery: session.Delivery{QoS: 1,
+		Msg: &session.Message{Topic: "dd/a", Payload: []byte("orphan"), QoS: 1}}}
+	done := make(chan error, 1)
+	db.Commit(&session.ChangeSet{Ops: []session.Op{{Kind: session.PutEntry, ClientID: "dd-sub", Entry: orphan, Gen: oldGen}}},
+		func(err error) { done <- err })
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	db = durOpen(t, dir)
+	srv = durStart(t, broker.Config{Persister: db})
+	sub, ack := durDial(t, srv.addr, durV5, "dd-sub", false, 3600)
+	if !ack.SessionPresent {
+		t.Fatal("session not present")
+	}
+	sub.expectSilence(300 * time.Millisecond) // not the old incarnation's entry
+	pub, _ = durDial(t, srv.addr, durV5, "dd-pub", true, 0)
+	if rc := pub.durPub1(durV5, 3, "dd/a", "3", false); rc != packet.Success {
+		t.Fatalf("PUBACK %#x", byte(rc))
+	}
+	if p := sub.durReadPublish(durV5); string(p.Payload) != "3" {
+		t.Fatalf("got %q, want 3", p.Payload)
+	}
+}

@@ -259,7 +259,7 @@ func (c *conn) handleAck(a *packet.Ack) error {
 		}
 		// Store "released" before sending PUBREL: after a crash the broker resends PUBREL,
 		// not the PUBLISH, which the client may already have completed.
-		cs := &session.ChangeSet{Ops: []session.Op{{Kind: session.PutEntry, ClientID: ss.clientID, Entry: e, Sent: true}}}
+		cs := &session.ChangeSet{Ops: []session.Op{{Kind: session.PutEntry, ClientID: ss.clientID, Entry: e, Sent: true, Gen: ss.gen}}}
 		s.persist.Commit(cs, func(err error) {
 			if err != nil { // not stored: end the connection; the flow resumes with the session
 				c.kick(packet.ImplementationSpecificError)

@@ -117,6 +117,7 @@ func (s *Server) restore(snap *session.Snapshot) {
 	}
 	for _, st := range snap.Sessions {
 		ss := newSess(st.Meta.ClientID)
+		ss.gen = st.Meta.Gen
 		ss.stored = true
 		ss.st.ExpiryInterval = st.Meta.ExpiryInterval
 		ss.expireAt = st.Meta.ExpireAt
@@ -133,6 +134,9 @@ func (s *Server) restore(snap *session.Snapshot) {
 			s.subs.Add(sub.Filter, ss, subscription{qos: sub.QoS, noLocal: sub.NoLocal, retainAsPub: sub.RetainAsPublished, id: sub.ID})
 		}
 		for _, e := range st.Entries {
+			// An entry that may have reached the client goes again with DUP set [MQTT-3.3.1-1]
+			// (a QoS 2 entry acknowledged with PUBREC is resumed with PUBREL instead).
+			e.Dup = e.Seq <= st.Meta.SentThrough
 			ss.st.Restore(e.Entry, e.Sent)
 		}
 		ss.st.AwaitingRel = append(ss.st.AwaitingRel, st.AwaitingRel...)

@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"math"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -14,6 +16,7 @@ import (
 // it is attached to (nil while offline), and its pending will.
 type sess struct {
 	clientID string
+	gen      uint64                 // incarnation (session.Meta.Gen)
 	client   atomic.Pointer[Client] // identity of the latest owner, for CanReceive
 	online   atomic.Bool
 
@@ -39,7 +42,7 @@ type sess struct {
 }
 
 func newSess(clientID string) *sess {
-	return &sess{clientID: clientID, st: session.New(clientID)}
+	return &sess{clientID: clientID, gen: rand.Uint64(), st: session.New(clientID)}
 }
 
 // persistent reports whether the session's entries are stored. Called with ss.mu held.
@@ -50,7 +53,14 @@ func (ss *sess) persistent(s *Server) bool {
 // meta is the session's durable metadata. Called with ss.mu held.
 func (ss *sess) meta() session.Meta {
 	m := session.Meta{ClientID: ss.clientID, ExpiryInterval: ss.st.ExpiryInterval, ExpireAt: ss.expireAt,
-		Will: ss.will, WillDelay: ss.willDelay, WillExpiry: ss.willExpiry}
+		Will: ss.will, WillDelay: ss.willDelay, WillExpiry: ss.willExpiry, Gen: ss.gen}
+	if ss.conn != nil {
+		m.SentThrough = math.MaxUint64 // connected: any entry may be on the wire
+	} else {
+		for _, e := range ss.st.Inflight {
+			m.SentThrough = max(m.SentThrough, e.Seq)
+		}
+	}
 	if c := ss.client.Load(); c != nil {
 		m.Username, m.Attrs, m.Anonymous = c.Username, c.Attrs, c.Anonymous
 	}
@@ -116,7 +126,7 @@ func (ss *sess) deliver(s *Server, d session.Delivery, now time.Time, tx *txn) b
 	// not: if the commit fails the publication is refused, and a copy already sent would
 	// be delivered again when the publisher retries.
 	if ss.persistent(s) {
-		tx.cs.Add(session.Op{Kind: session.PutEntry, ClientID: ss.clientID, Entry: e})
+		tx.cs.Add(session.Op{Kind: session.PutEntry, ClientID: ss.clientID, Entry: e, Gen: ss.gen})
 		ss.stored = true
 	}
 	tx.pump = append(tx.pump, pending{ss, e.Seq})

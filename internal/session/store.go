@@ -16,6 +16,13 @@ type Meta struct {
 	Will       *Message
 	WillDelay  uint32
 	WillExpiry uint32 // the will's Message Expiry Interval, counted from its publication
+	// Gen is the session's incarnation, new at every Clean Start: an entry stored for an
+	// earlier session with the same client id (a publication racing the Clean Start) is
+	// not restored into this one.
+	Gen uint64
+	// SentThrough: entries up to this Seq may have reached the client (on a connection
+	// live when this was written: all of them), so they are re-sent with DUP set.
+	SentThrough uint64
 }
 
 // Stored is a session as a persister returns it at load.
@@ -26,10 +33,12 @@ type Stored struct {
 	AwaitingRel []uint16
 }
 
-// StoredEntry is an entry with whether it had been sent.
+// StoredEntry is an entry with whether it had been sent (acknowledged with PUBREC) and the
+// session incarnation it was stored for.
 type StoredEntry struct {
 	Entry
 	Sent bool
+	Gen  uint64
 }
 
 // Snapshot is the whole durable broker state.
@@ -47,7 +56,7 @@ const (
 	DeleteSession                    // ClientID: the session and everything under it
 	PutSub                           // ClientID, Sub
 	DeleteSub                        // ClientID, Sub.Filter
-	PutEntry                         // ClientID, Entry, Sent
+	PutEntry                         // ClientID, Entry, Sent, Gen
 	DeleteEntry                      // ClientID, Entry.Seq
 	PutAwaitRel                      // ClientID, PacketID
 	DeleteAwaitRel                   // ClientID, PacketID
@@ -63,6 +72,7 @@ type Op struct {
 	Sub      Subscription
 	Entry    Entry
 	Sent     bool
+	Gen      uint64 // PutEntry: Meta.Gen of the session the entry belongs to
 	PacketID uint16
 	Msg      *Message
 	Topic    string

@@ -79,6 +79,15 @@ func (d *dec) time() time.Time {
 
 func (d *dec) bool() bool { return d.uint() == 1 }
 
+// optUint reads a field added after the first release: records written before it end
+// earlier and read as 0.
+func (d *dec) optUint() uint64 {
+	if d.err != nil || len(d.b) == 0 {
+		return 0
+	}
+	return d.uint()
+}
+
 func appendMessage(e *enc, m *session.Message) {
 	p := packet.Publish{QoS: m.QoS, Retain: m.Retain, Topic: m.Topic, Payload: m.Payload, Props: m.Props}
 	if m.QoS > 0 {
@@ -118,7 +127,7 @@ func readMessage(d *dec) *session.Message {
 		Expiry: expiry, Origin: origin}
 }
 
-func encodeEntry(en session.Entry, sent bool) []byte {
+func encodeEntry(en session.Entry, sent bool, gen uint64) []byte {
 	e := enc{b: []byte{formatVersion}}
 	e.uint(uint64(en.ID))
 	e.uint(uint64(en.Delivery.QoS))
@@ -131,6 +140,7 @@ func encodeEntry(en session.Entry, sent bool) []byte {
 		e.uint(uint64(id))
 	}
 	appendMessage(&e, en.Delivery.Msg)
+	e.uint(gen)
 	return e.b
 }
 
@@ -155,6 +165,7 @@ func decodeEntry(b []byte, seq uint64) (session.StoredEntry, error) {
 		se.Delivery.SubIDs = append(se.Delivery.SubIDs, uint32(d.uint()))
 	}
 	se.Delivery.Msg = readMessage(&d)
+	se.Gen = d.optUint()
 	if d.err == nil && (se.ID == 0 || se.Delivery.QoS == 0 || se.Delivery.QoS > 2) {
 		d.err = errCorrupt
 	}
@@ -178,6 +189,8 @@ func encodeMeta(m session.Meta) []byte {
 	if m.Will != nil {
 		appendMessage(&e, m.Will)
 	}
+	e.uint(m.Gen)
+	e.uint(m.SentThrough)
 	return e.b
 }
 
@@ -207,6 +220,8 @@ func decodeMeta(b []byte, clientID string) (session.Meta, error) {
 	if d.bool() {
 		m.Will = readMessage(&d)
 	}
+	m.Gen = d.optUint()
+	m.SentThrough = d.optUint()
 	return m, d.err
 }
 

@@ -228,7 +228,7 @@ func apply(b *pebble.Batch, op session.Op) error {
 	case session.DeleteSub:
 		return b.Delete(key('u', op.ClientID, []byte(op.Sub.Filter)), nil)
 	case session.PutEntry:
-		return b.Set(seqKey(op.ClientID, op.Entry.Seq), encodeEntry(op.Entry, op.Sent), nil)
+		return b.Set(seqKey(op.ClientID, op.Entry.Seq), encodeEntry(op.Entry, op.Sent, op.Gen), nil)
 	case session.DeleteEntry:
 		return b.Delete(seqKey(op.ClientID, op.Entry.Seq), nil)
 	case session.PutAwaitRel:
@@ -318,12 +318,21 @@ func (d *DB) Load() (*session.Snapshot, error) {
 	if err := it.Error(); err != nil {
 		return nil, err
 	}
-	// A session whose metadata is missing (its records outlived a crash mid-delete) is dropped.
+	// A session whose metadata is missing (its records outlived a crash mid-delete) is
+	// dropped, and so are entries stored for an earlier incarnation of a session.
 	kept := snap.Sessions[:0]
 	for _, s := range snap.Sessions {
-		if s.Meta.ExpiryInterval > 0 {
-			kept = append(kept, s)
+		if s.Meta.ExpiryInterval == 0 {
+			continue
 		}
+		es := s.Entries[:0]
+		for _, e := range s.Entries {
+			if e.Gen == s.Meta.Gen {
+				es = append(es, e)
+			}
+		}
+		s.Entries = es
+		kept = append(kept, s)
 	}
 	snap.Sessions = kept
 	return snap, nil
