@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,6 +43,7 @@ type security struct {
 	cfgPath  string                   // the configuration file, re-read for [acl] changes ("" for the embedded one)
 	cfgMod   time.Time
 	denyLog  *limiter.Limiter // audit records of ACL denials per client: a flood of denied packets must not flood the trail
+	external []*pki.External  // listeners' external CAs (client_ca, client_crl), reloaded by watch
 }
 
 var (
@@ -76,7 +76,8 @@ func (s *security) Authenticate(_ context.Context, req *broker.ConnectRequest) (
 		return nil, rc
 	}
 	if req.TLS != nil && len(req.TLS.PeerCertificates) > 0 {
-		device, err := pki.DeviceID(req.TLS.PeerCertificates[0]) // verified by the TLS handshake
+		leaf := req.TLS.PeerCertificates[0] // verified by the TLS handshake
+		device, err := pki.DeviceID(leaf)
 		if err != nil {
 			return fail("certificate_without_device_id", packet.NotAuthorized, "")
 		}
@@ -86,8 +87,8 @@ func (s *security) Authenticate(_ context.Context, req *broker.ConnectRequest) (
 			return fail("client_id_mismatch", packet.ClientIdentifierNotValid, "")
 		}
 		s.record(audit.TypeConnect, map[string]string{"device": device, "client_id": cid, "remote": remote, "listener": req.Listener})
-		return &broker.Client{ClientID: cid, Listener: req.Listener, Remote: req.Remote,
-			Attrs: map[string]string{"role": auth.RoleDevice, "device": device}}, nil
+		return &broker.Client{ClientID: cid, Listener: req.Listener, Remote: req.Remote, ValidUntil: certExpiry(req.TLS),
+			Attrs: map[string]string{"role": auth.RoleDevice, "device": device, "cert": pki.CertKey(leaf)}}, nil
 	}
 	if !req.HasUsername {
 		return nil, fmt.Errorf("%w: no credentials", packet.NotAuthorized) // anonymous: the listener decides
@@ -116,6 +117,22 @@ func (s *security) Authenticate(_ context.Context, req *broker.ConnectRequest) (
 	s.record(audit.TypeConnect, map[string]string{"username": u.Name, "role": u.Role, "client_id": cid, "remote": remote, "listener": req.Listener})
 	return &broker.Client{ClientID: cid, Username: u.Name, Listener: req.Listener, Remote: req.Remote,
 		Attrs: map[string]string{"role": u.Role}}, nil
+}
+
+// certExpiry is when the first certificate of the client's chain expires: the session
+// ends then (it would not be accepted again).
+func certExpiry(cs *tls.ConnectionState) time.Time {
+	chain := cs.PeerCertificates
+	if len(cs.VerifiedChains) > 0 {
+		chain = cs.VerifiedChains[0]
+	}
+	t := chain[0].NotAfter
+	for _, c := range chain[1:] {
+		if c.NotAfter.Before(t) {
+			t = c.NotAfter
+		}
+	}
+	return t
 }
 
 func isLoopbackAddr(a net.Addr) bool {
@@ -205,6 +222,7 @@ func (s *security) watch(ctx context.Context, srv *broker.Server) {
 			}
 		}
 		revoked = now
+		s.reloadExternal(srv)
 		// Sessions of users that no longer exist end (checked every round: a user added and
 		// removed between two rounds must not keep a session).
 		users := s.userNames()
@@ -218,6 +236,37 @@ func (s *security) watch(ctx context.Context, srv *broker.Server) {
 		}, packet.NotAuthorized, true)
 		for name := range gone {
 			s.record(audit.TypeKick, map[string]string{"username": name, "reason": "user_removed"})
+		}
+	}
+}
+
+// reloadExternal re-reads the external CAs' bundles and CRLs that changed, and disconnects
+// live sessions whose certificate a new CRL revokes (their sessions are purged, as for a
+// revoked built-in device).
+func (s *security) reloadExternal(srv *broker.Server) {
+	for _, ext := range s.external {
+		changed, err := ext.Reload()
+		if err != nil {
+			s.log.Error("external CA not reloaded; the previous one stays in force", "err", err)
+			s.record(audit.TypeConfigChange, map[string]string{"setting": "client_ca", "reason": "reload_failed"})
+			continue
+		}
+		if !changed {
+			continue
+		}
+		s.log.Info("external CA reloaded")
+		s.record(audit.TypeConfigChange, map[string]string{"setting": "client_ca", "action": "reloaded"})
+		kicked := map[string]string{}
+		srv.KickWhere(func(c *broker.Client) bool {
+			if key := c.Attrs["cert"]; key != "" && ext.Revoked(key) {
+				kicked[c.ClientID] = c.Attrs["device"]
+				return true
+			}
+			return false
+		}, packet.AdministrativeAction, true)
+		for cid, device := range kicked {
+			s.record(audit.TypeKick, map[string]string{"device": device, "client_id": cid, "reason": "certificate_revoked"})
+			s.log.Info("revoked device disconnected", "device", device)
 		}
 	}
 }
@@ -287,10 +336,10 @@ func (s *security) revokedDevices() map[string]bool {
 // serverTLS builds a listener's TLS configuration: the configured certificate or the
 // built-in server certificate, and client certificates per client_auth, verified against
 // the built-in CA (with revocation, also on resumed sessions) or an external CA bundle.
-func serverTLS(l config.Listener, ca *pki.CA) (*tls.Config, error) {
+func (s *security) serverTLS(l config.Listener) (*tls.Config, error) {
 	certFile, keyFile := l.CertFile, l.KeyFile
 	if certFile == "" {
-		certFile, keyFile = ca.ServerCertFiles()
+		certFile, keyFile = s.ca.ServerCertFiles()
 	}
 	cfg, err := tlsconfig.Server(certFile, keyFile)
 	if err != nil {
@@ -299,22 +348,24 @@ func serverTLS(l config.Listener, ca *pki.CA) (*tls.Config, error) {
 	if l.ClientAuth == "none" {
 		return cfg, nil
 	}
-	pool, verify := ca.Pool(), ca.VerifyConnection
-	if l.ClientCA != "" {
-		pem, err := os.ReadFile(l.ClientCA)
-		if err != nil {
-			return nil, fmt.Errorf("listener %s: client_ca: %w", l.Name, err)
-		}
-		pool = x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("listener %s: client_ca: no certificate in %s", l.Name, l.ClientCA)
-		}
-		verify = func(tls.ConnectionState) error { return nil } // chain verified by crypto/tls
-	}
-	cfg.ClientCAs = pool
+	verify := s.ca.VerifyConnection
+	cfg.ClientCAs = s.ca.Pool()
 	cfg.ClientAuth = tls.VerifyClientCertIfGiven
 	if l.ClientAuth == "required" {
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	if l.ClientCA != "" {
+		// An external CA: the chain and its CRL are checked by pki.External against the
+		// files' current contents, so crypto/tls only asks for the certificate.
+		ext, err := pki.OpenExternal(l.ClientCA, l.ClientCRL)
+		if err != nil {
+			return nil, fmt.Errorf("listener %s: client_ca/client_crl: %w", l.Name, err)
+		}
+		s.external = append(s.external, ext)
+		verify, cfg.ClientCAs, cfg.ClientAuth = ext.VerifyConnection, nil, tls.RequestClientCert
+		if l.ClientAuth == "required" {
+			cfg.ClientAuth = tls.RequireAnyClientCert
+		}
 	}
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) == 0 {

@@ -161,7 +161,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	for _, l := range f.Listeners {
-		ln, err := listen(l, sec.ca, srv.Config().MaxPacketSize, log)
+		ln, err := listen(l, sec, srv.Config().MaxPacketSize, log)
 		if err != nil {
 			closeAll()
 			return err
@@ -207,11 +207,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // listen opens one configured listener.
-func listen(l config.Listener, ca *pki.CA, maxPacket int, log *slog.Logger) (net.Listener, error) {
+func listen(l config.Listener, sec *security, maxPacket int, log *slog.Logger) (net.Listener, error) {
 	var tcfg *tls.Config
 	if l.Type == "tls" || l.Type == "wss" {
 		var err error
-		if tcfg, err = serverTLS(l, ca); err != nil {
+		if tcfg, err = sec.serverTLS(l); err != nil {
 			return nil, err
 		}
 	}

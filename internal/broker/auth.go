@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"time"
 )
 
 // Client describes an authenticated connection: what the Authorizer decides on.
@@ -15,6 +16,10 @@ type Client struct {
 	Anonymous bool
 	// Attrs carries identity attributes set by the Authenticator (role, device id, ...).
 	Attrs map[string]string
+	// ValidUntil is when the credentials the client logged in with expire (a client
+	// certificate's NotAfter); the connection ends then with Maximum Connect Time (0xA0).
+	// Zero: no limit.
+	ValidUntil time.Time
 }
 
 // ConnectRequest is what the Authenticator sees of a CONNECT.

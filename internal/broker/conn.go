@@ -109,9 +109,16 @@ func (c *conn) run() error {
 	}
 	c.nc.SetWriteDeadline(time.Time{})
 	for {
-		c.nc.SetReadDeadline(time.Now().Add(c.keepAlive + c.keepAlive/2)) // [MQTT-3.1.2-22] 1.5 × keep alive
+		dl := time.Now().Add(c.keepAlive + c.keepAlive/2) // [MQTT-3.1.2-22] 1.5 × keep alive
+		if v := c.client.ValidUntil; !v.IsZero() && v.Before(dl) {
+			dl = v
+		}
+		c.nc.SetReadDeadline(dl)
 		h, body, err := c.readPacket(c.s.cfg.MaxPacketSize)
 		if err != nil {
+			if v := c.client.ValidUntil; !v.IsZero() && !time.Now().Before(v) {
+				return fmt.Errorf("%w: the client's credentials expired", packet.MaximumConnectTime)
+			}
 			return err
 		}
 		c.now = time.Now() // one clock read per packet: pacing, message times and routing use it
@@ -183,6 +190,10 @@ func (c *conn) connect() error {
 		}
 		c.refuse(p.Version, rc)
 		return fmt.Errorf("authentication: %w", err)
+	}
+	if v := client.ValidUntil; !v.IsZero() && !time.Now().Before(v) {
+		c.refuse(p.Version, packet.NotAuthorized)
+		return fmt.Errorf("%w: the client's credentials expired", packet.NotAuthorized)
 	}
 	c.client = client
 	if p.HasWill {

@@ -90,6 +90,7 @@ type Listener struct {
 	KeyFile        string `toml:"key_file"`
 	ClientAuth     string `toml:"client_auth"` // tls, wss: none, optional (default), required
 	ClientCA       string `toml:"client_ca"`   // tls, wss: PEM bundle of an external CA; default the built-in CA
+	ClientCRL      string `toml:"client_crl"`  // tls, wss, with client_ca: that CA's CRLs (PEM or DER), reloaded live
 	Path           string `toml:"path"`        // ws, wss: the HTTP path, default /mqtt
 }
 
@@ -206,6 +207,9 @@ func (f *File) Validate() error {
 		case "none", "optional", "required":
 		default:
 			errs = append(errs, fmt.Errorf("%s.client_auth: %q is not one of none, optional, required", at, l.ClientAuth))
+		}
+		if l.ClientCRL != "" && l.ClientCA == "" {
+			errs = append(errs, fmt.Errorf("%s.client_crl: set only with client_ca (the built-in CA keeps its own revocation list)", at))
 		}
 		if l.Path == "" {
 			l.Path = "/mqtt"

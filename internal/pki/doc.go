@@ -46,4 +46,12 @@
 // is skipped on resumption, so a revoked device could otherwise resume an old session). The broker
 // calls [CA.Reload] periodically (it is cheap when nothing changed) to see revocations made by another
 // process, then checks its live sessions' serials with [CA.IsRevoked].
+//
+// # An external CA
+//
+// [External] trusts a hospital's own device CA instead (a PEM bundle and its CRL file): the listener
+// asks for a certificate without letting crypto/tls verify it (tls.RequestClientCert or
+// tls.RequireAnyClientCert) and [External.VerifyConnection] verifies the chain and the CRL against
+// the files' current contents; [External.Reload] picks up a rotated bundle or a new CRL, and
+// [External.Revoked] with [CertKey] tells the broker which live sessions a new CRL revokes.
 package pki
