@@ -237,6 +237,7 @@ func TestServeRefusesBadConfig(t *testing.T) {
 		{"keep alive out of range", "[broker]\nmax_keep_alive = 70000\n[[listener]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n", "broker.max_keep_alive"},
 		{"no listener", "log_level = \"info\"\n", "listener"},
 		{"bad log level", "log_level = \"loud\"\n[[listener]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n", "log_level"},
+		{"client id limit below the spec's 23", "[broker]\nmax_client_id_length = 10\n[[listener]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n", "MaxClientIDLength"},
 		{"crl without its ca", "[[listener]]\ntype = \"tls\"\naddress = \"127.0.0.1:0\"\nclient_crl = \"x.crl\"\n", "listener[0].client_crl"},
 		{"missing client ca", "[[listener]]\ntype = \"tls\"\naddress = \"127.0.0.1:0\"\nclient_ca = \"/nonexistent/ca.pem\"\n", "client_ca"},
 	} {

@@ -79,7 +79,7 @@ type Config struct {
 	// and 32 levels. Stop algorithmic attacks on matching (T59).
 	MaxTopicLength int
 	MaxTopicLevels int
-	// MaxClientIDLength caps client identifiers. Default 128 (T23).
+	// MaxClientIDLength caps client identifiers: 23 to 65535, default 128 (T23).
 	MaxClientIDLength int
 	// MaxSessionExpiry caps the Session Expiry Interval in seconds. Default 7 days.
 	// Stops sessions piling up from client id churn.
@@ -211,8 +211,8 @@ func (c *Config) Validate() error {
 	if c.MaxTopicLength > 65535 {
 		bad("MaxTopicLength", "must be at most 65535, got %d", c.MaxTopicLength)
 	}
-	if c.MaxClientIDLength > 65535 {
-		bad("MaxClientIDLength", "must be at most 65535, got %d", c.MaxClientIDLength)
+	if c.MaxClientIDLength != 0 && c.MaxClientIDLength < 23 || c.MaxClientIDLength > 65535 {
+		bad("MaxClientIDLength", "must be 23..65535 (every client may use 23 bytes [MQTT-3.1.3-5]), got %d", c.MaxClientIDLength)
 	}
 	if c.WriteTimeout < 0 {
 		bad("WriteTimeout", "must be positive, got %v", c.WriteTimeout)

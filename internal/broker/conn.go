@@ -198,7 +198,9 @@ func (c *conn) connect() error {
 	c.client = client
 	if p.HasWill {
 		if rc, err := c.checkWill(&p); err != nil {
-			c.refuse(p.Version, rc)
+			if rc != packet.TopicNameInvalid || p.Version == packet.Version5 {
+				c.refuse(p.Version, rc) // 3.1.1 has no code for it: a malformed CONNECT is closed [MQTT-3.1.4-1]
+			}
 			return err
 		}
 	}
@@ -345,7 +347,7 @@ func (c *conn) canPublish(name string) bool {
 // refuse answers a failed CONNECT with a CONNACK carrying rc ([MQTT-3.2.2-7]) and
 // lets the connection close after it is written.
 func (c *conn) refuse(version byte, rc packet.ReasonCode) {
-	b := packet.AppendConnack(nil, &packet.Connack{Reason: rc}, version)
+	b := packet.AppendConnack(nil, &packet.Connack{Reason: rc.ForConnack()}, version)
 	if len(b) > c.maxOut {
 		return // [MQTT-3.1.2-24]: the connection just closes
 	}
@@ -444,10 +446,17 @@ func (c *conn) attach(p *packet.Connect) error {
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
-			c.refuse(p.Version, packet.ServerShuttingDown)
+			c.refuse(p.Version, packet.ServerUnavailable)
 			return ErrServerClosed
 		}
 		old := s.sessions[id]
+		if old != nil && p.ClientID == "" {
+			// The Authenticator bound an empty client id to its identity's id, and a session
+			// has it: an assigned id must be one no session uses [MQTT-3.1.3-6] [MQTT-3.2.2-16].
+			s.mu.Unlock()
+			c.refuse(p.Version, packet.ClientIdentifierNotValid)
+			return fmt.Errorf("%w: empty client id for %q, which has a session: connect with the id", packet.ClientIdentifierNotValid, id)
+		}
 		var oc *conn
 		if old != nil {
 			old.mu.Lock()
@@ -472,11 +481,7 @@ func (c *conn) attach(p *packet.Connect) error {
 		}
 	}
 	c.ss = ss
-	c.startWriter()
-	c.outMu.Lock()
-	c.pending = packet.AppendConnack(c.pending, &ack, p.Version)
-	c.outMu.Unlock()
-	c.signal()
+	c.startWriter(packet.AppendConnack(nil, &ack, p.Version))
 	s.stats.connected.Add(1)
 	s.stats.connects.Add(1)
 

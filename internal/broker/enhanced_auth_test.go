@@ -141,3 +141,36 @@ func TestAuthWithoutMethod(t *testing.T) {
 	c.send("F0 00")
 	c.expectClosed(2*time.Second, "E0 01 82")
 }
+
+// codeAuth refuses every CONNECT with a fixed reason code.
+type codeAuth struct{ rc packet.ReasonCode }
+
+func (a codeAuth) Authenticate(context.Context, *broker.ConnectRequest) (*broker.Client, error) {
+	return nil, a.rc
+}
+
+// [MQTT-3.2.2-8] An Authenticator's reason that a CONNACK may not carry goes out as
+// Unspecified Error; [MQTT-3.14.2-1] re-authentication (not supported) ends the connection
+// with a code a DISCONNECT may carry.
+func TestReasonCodesFitThePacket(t *testing.T) {
+	s := startServer(t, broker.Config{Authenticator: codeAuth{packet.SessionTakenOver}})
+	c := dialRaw(t, s.Addr)
+	if ack := c.ftConnect(&packet.Connect{Version: packet.Version5, CleanStart: true, KeepAlive: 30, ClientID: "rc"}); ack.Reason != packet.UnspecifiedError {
+		t.Fatalf("CONNACK reason %#x, want 0x80", byte(ack.Reason))
+	}
+
+	s = startServer(t, broker.Config{Authenticator: challengeAuth{}})
+	c = dialRaw(t, s.Addr)
+	c.write(packet.AppendConnect(nil, crConnect()))
+	c.expectType(packet.AUTH)
+	c.write(authPacket("nonce:secret"))
+	c.expectType(packet.CONNACK)
+	re := packet.Disconnect{Type: packet.AUTH, Reason: packet.ReAuthenticate}
+	re.Props.AuthMethod = "TEST-CR"
+	re.Props.Set(packet.PropAuthMethod)
+	c.write(packet.AppendDisconnect(nil, &re, packet.Version5))
+	got := c.expectType(packet.DISCONNECT)
+	if rc := packet.ReasonCode(got[2]); rc.ForDisconnect() != rc || !rc.IsError() {
+		t.Fatalf("DISCONNECT % x: reason %#x is not a DISCONNECT error code", got, byte(rc))
+	}
+}

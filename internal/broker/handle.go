@@ -51,7 +51,7 @@ func (c *conn) handle(h packet.FixedHeader, body []byte) error {
 		if c.authMethod == "" || c.disc.Props.AuthMethod != c.authMethod {
 			return fmt.Errorf("%w: auth without the connection's authentication method", packet.ProtocolError) // §4.12
 		}
-		return fmt.Errorf("%w: re-authentication is not supported", packet.BadAuthenticationMethod)
+		return fmt.Errorf("%w: re-authentication is not supported", packet.ImplementationSpecificError)
 	case packet.CONNECT:
 		return fmt.Errorf("%w: second connect", packet.ProtocolError) // [MQTT-3.1.0-2]
 	default: // CONNACK, SUBACK, UNSUBACK, PINGRESP: server-to-client only
@@ -132,7 +132,11 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 			reason = packet.QuotaExceeded
 		}
 		if fresh && reason == packet.Success {
-			reason = c.deliver(p, name, tx, now)
+			var err error
+			if reason, err = c.deliver(p, name, tx, now); err != nil {
+				c.releaseID(p.PacketID)
+				return err
+			}
 		}
 		switch {
 		case fresh && reason.IsError(): // the flow ends with the error PUBREC: forget the id
@@ -156,7 +160,10 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 		reason = packet.QuotaExceeded
 	}
 	if reason == packet.Success {
-		reason = c.deliver(p, name, tx, now)
+		var err error
+		if reason, err = c.deliver(p, name, tx, now); err != nil {
+			return err
+		}
 	}
 	if p.QoS == 1 {
 		c.commitThenAck(tx, packet.Ack{Type: packet.PUBACK, PacketID: p.PacketID, Reason: reason}, false)
@@ -208,19 +215,25 @@ func (c *conn) commitThenAck(tx *txn, a packet.Ack, barrier bool) {
 }
 
 // deliver routes an accepted publication and returns the reason for its acknowledgement.
-func (c *conn) deliver(p *packet.Publish, name string, tx *txn, now time.Time) packet.ReasonCode {
+// A QoS 1/2 retained message the retained store refuses (its limits) is not accepted at all:
+// 5.0 publishers hear Quota Exceeded, 3.1.1 ones are disconnected unacknowledged (error).
+func (c *conn) deliver(p *packet.Publish, name string, tx *txn, now time.Time) (packet.ReasonCode, error) {
 	msg := newMessage(name, p.Payload, p.QoS, p.Retain, &p.Props, c.client.ClientID, now)
 	p.Payload = nil // the message owns it now
-	if msg.Retain {
-		c.s.retain(msg, tx)
+	// [MQTT-3.3.1-5]: a QoS 1/2 retained message is stored, or refused.
+	if msg.Retain && !c.s.retain(msg, tx) && msg.QoS > 0 {
+		if c.version < packet.Version5 {
+			return 0, fmt.Errorf("%w: retained message not stored (retained limits)", packet.QuotaExceeded)
+		}
+		return packet.QuotaExceeded, nil
 	}
 	if c.s.route(msg, tx, now) == 0 && c.version == packet.Version5 {
 		if tx.dropped > 0 {
-			return packet.QuotaExceeded // every matching session's queue was full
+			return packet.QuotaExceeded, nil // every matching session's queue was full
 		}
-		return packet.NoMatchingSubscribers
+		return packet.NoMatchingSubscribers, nil
 	}
-	return packet.Success
+	return packet.Success, nil
 }
 
 func (c *conn) handleAck(a *packet.Ack) error {
@@ -316,6 +329,14 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 		opts   packet.Subscription
 	}
 	var sendRetained []retainReq
+	// made lists what this SUBSCRIBE changed, undone if it cannot be stored: a SUBACK that
+	// says failure leaves no subscription behind [MQTT-3.8.4-5] (3.1.1) / [MQTT-3.9.3-1].
+	type change struct {
+		filter  string
+		old     session.Subscription
+		existed bool
+	}
+	var made []change
 	for i, sub := range p.Subs {
 		_, inner, shared, err := topic.ParseShared(sub.Filter)
 		switch {
@@ -337,7 +358,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 			continue
 		}
 		ss.mu.Lock()
-		_, existed := ss.st.Subs[sub.Filter]
+		old, existed := ss.st.Subs[sub.Filter]
 		if !existed && len(ss.st.Subs) >= s.cfg.MaxSubscriptions {
 			ss.mu.Unlock()
 			reasons[i] = packet.QuotaExceeded // T85
@@ -350,7 +371,8 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 			ss.stored = true
 		}
 		ss.mu.Unlock()
-		s.subs.Add(sub.Filter, ss, subscription{qos: sub.QoS, noLocal: sub.NoLocal, retainAsPub: sub.RetainAsPublished, id: subID})
+		s.subs.Add(sub.Filter, ss, trieSub(stored))
+		made = append(made, change{sub.Filter, old, existed})
 		reasons[i] = packet.ReasonCode(sub.QoS) // [MQTT-3.8.4-?] granted QoS
 		if !shared && (sub.RetainHandling == 0 || sub.RetainHandling == 1 && !existed) {
 			sendRetained = append(sendRetained, retainReq{inner, sub}) // [MQTT-3.3.1-9] [MQTT-3.3.1-10]
@@ -368,6 +390,9 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	for _, r := range sendRetained {
 		found = s.retained.Match(r.filter, found[:0])
 		for _, m := range found {
+			if r.opts.NoLocal && m.Value.Origin == c.client.ClientID {
+				continue // [MQTT-3.8.3-3] not even its own retained messages
+			}
 			copies = append(copies, retainedCopy{m.Value, min(m.Value.QoS, r.opts.QoS)})
 		}
 	}
@@ -378,6 +403,17 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 					reasons[i] = packet.UnspecifiedError
 				}
 			}
+			ss.mu.Lock()
+			for _, ch := range made {
+				if ch.existed {
+					ss.st.Subs[ch.filter] = ch.old
+					s.subs.Add(ch.filter, ss, trieSub(ch.old))
+				} else {
+					delete(ss.st.Subs, ch.filter)
+					s.subs.Remove(ch.filter, ss)
+				}
+			}
+			ss.mu.Unlock()
 		}
 		c.sendSubAck(&packet.SubAck{Type: packet.SUBACK, PacketID: pid, Reasons: reasons})
 		if len(copies) == 0 || err != nil {
@@ -386,6 +422,9 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 		now := time.Now()
 		var rtx txn
 		for _, m := range copies {
+			if cur, ok := s.retained.Get(m.msg.Topic); !ok || cur != m.msg {
+				continue // replaced or cleared since: the newer one went live, an older one must not follow it [MQTT-4.6.0-6]
+			}
 			if m.msg.Expired(now) || !ss.mayReceive(s, m.msg.Topic) {
 				continue
 			}

@@ -280,3 +280,53 @@ func TestReviewResumeRespectsReceiveMaximum(t *testing.T) {
 		}
 	}
 }
+
+// [MQTT-4.9.0-2] [MQTT-3.3.4-9] QoS 2 messages awaiting PUBCOMP count against the client's
+// new Receive Maximum on resume: with two of them outstanding and Receive Maximum 2, only
+// the PUBRELs are re-sent; the unacknowledged QoS 1 messages wait for a PUBCOMP.
+func TestReviewResumeReceiveMaximumCountsReleased(t *testing.T) {
+	s := startServer(t, broker.Config{})
+	connect := func(rm uint16) (*rawConn, *packet.Connack) {
+		return ftDial(t, s.Addr, packet.Version5, "rq2-sub", func(p *packet.Connect) {
+			p.CleanStart = false
+			p.Props.SessionExpiry, p.Props.ReceiveMaximum = 60, rm
+			p.Props.Set(packet.PropSessionExpiry)
+			p.Props.Set(packet.PropReceiveMaximum)
+		})
+	}
+	sub, _ := connect(10)
+	sub.ftSub(packet.Version5, "rq2/two", 2)
+	pub, _ := ftDial(t, s.Addr, packet.Version5, "rq2-pub", nil)
+	for i := range 2 {
+		pub.ftPublish(packet.Version5, &packet.Publish{QoS: 2, PacketID: uint16(i + 1), Topic: "rq2/two", Payload: []byte{byte(i)}})
+		pub.ftReadAck(packet.Version5, packet.PUBREC)
+		pub.write(packet.AppendAck(nil, &packet.Ack{Type: packet.PUBREL, PacketID: uint16(i + 1)}, packet.Version5))
+		pub.ftReadAck(packet.Version5, packet.PUBCOMP)
+		p := sub.ftReadPublish(packet.Version5)
+		sub.write(packet.AppendAck(nil, &packet.Ack{Type: packet.PUBREC, PacketID: p.PacketID}, packet.Version5))
+		sub.expectType(packet.PUBREL) // never completed
+	}
+	sub.ftSub(packet.Version5, "rq2/one", 1)
+	for i := range 2 {
+		pub.ftPublish(packet.Version5, &packet.Publish{QoS: 1, PacketID: uint16(i + 10), Topic: "rq2/one", Payload: []byte{byte(i)}})
+		pub.ftReadAck(packet.Version5, packet.PUBACK)
+		sub.expectType(packet.PUBLISH) // never acknowledged
+	}
+	sub.nc.Close()
+
+	sub, ack := connect(2)
+	if !ack.SessionPresent {
+		t.Fatal("session not resumed")
+	}
+	var rels []uint16
+	for range 2 {
+		b := sub.expectType(packet.PUBREL)
+		rels = append(rels, uint16(b[2])<<8|uint16(b[3]))
+	}
+	sub.expectSilence(300 * time.Millisecond) // no PUBLISH: the window is full
+	sub.write(packet.AppendAck(nil, &packet.Ack{Type: packet.PUBCOMP, PacketID: rels[0]}, packet.Version5))
+	if p := sub.ftReadPublish(packet.Version5); !p.Dup || p.Payload[0] != 0 {
+		t.Fatalf("after a PUBCOMP got dup=%v payload %v, want the first QoS 1 message re-sent", p.Dup, p.Payload)
+	}
+	sub.expectSilence(300 * time.Millisecond)
+}

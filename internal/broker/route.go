@@ -1,8 +1,10 @@
 package broker
 
 import (
+	"fmt"
 	"time"
 
+	"vitalmq/internal/packet"
 	"vitalmq/internal/session"
 	"vitalmq/internal/topic"
 )
@@ -30,39 +32,48 @@ func (s *Server) Publish(msg *session.Message) error {
 		return err
 	}
 	var tx txn
-	if msg.Retain {
-		s.retain(msg, &tx)
+	if msg.Retain && !s.retain(msg, &tx) && msg.QoS > 0 {
+		return fmt.Errorf("retained message not stored: %w", packet.QuotaExceeded)
 	}
 	s.route(msg, &tx, time.Now())
 	s.commit(&tx, nil)
 	return nil
 }
 
-// retain stores or clears the retained message for msg.Topic ([MQTT-3.3.1-5], [MQTT-3.3.1-6]).
-// Limits: MaxRetained in total and MaxRetainedPerClient per publishing client.
-func (s *Server) retain(msg *session.Message, tx *txn) {
+// retain stores or clears the retained message for msg.Topic ([MQTT-3.3.1-5], [MQTT-3.3.1-6])
+// and reports whether it did. Limits: MaxRetained and MaxRetainedBytes in total,
+// MaxRetainedPerClient per publishing client. A QoS 0 message that does not fit still
+// clears the one it replaces ([MQTT-3.3.1-7]: never a stale value under a newer one); a
+// refused QoS 1/2 one leaves it (the publication is refused).
+func (s *Server) retain(msg *session.Message, tx *txn) bool {
 	s.retainMu.Lock()
 	defer s.retainMu.Unlock()
 	old, had := s.retained.Get(msg.Topic)
-	if len(msg.Payload) == 0 {
-		if had {
-			s.retained.Delete(msg.Topic)
-			s.countRetained(old.Origin, -1)
-			s.retainedBytes -= retainedSize(old)
-			if s.persist != nil {
-				tx.cs.Add(session.Op{Kind: session.DeleteRetained, Topic: msg.Topic})
-			}
+	unretain := func() {
+		if !had || msg.QoS > 0 && len(msg.Payload) > 0 {
+			return
 		}
-		return
+		s.retained.Delete(msg.Topic)
+		s.countRetained(old.Origin, -1)
+		s.retainedBytes -= retainedSize(old)
+		if s.persist != nil {
+			tx.cs.Add(session.Op{Kind: session.DeleteRetained, Topic: msg.Topic})
+		}
+	}
+	if len(msg.Payload) == 0 {
+		unretain()
+		return true
 	}
 	switch {
 	case !had && s.retained.Len() >= s.cfg.MaxRetained,
 		s.retainedBytes+retainedSize(msg)-retainedSize(old) > s.cfg.MaxRetainedBytes:
 		s.dropped("retained message store full", msg.Origin)
-		return
+		unretain()
+		return false
 	case (!had || old.Origin != msg.Origin) && msg.Origin != "" && s.retainedBy[msg.Origin] >= s.cfg.MaxRetainedPerClient:
 		s.dropped("retained messages per client", msg.Origin)
-		return
+		unretain()
+		return false
 	}
 	if had {
 		s.countRetained(old.Origin, -1)
@@ -74,6 +85,7 @@ func (s *Server) retain(msg *session.Message, tx *txn) {
 	if s.persist != nil {
 		tx.cs.Add(session.Op{Kind: session.PutRetained, Msg: msg})
 	}
+	return true
 }
 
 func retainedSize(m *session.Message) int64 {

@@ -70,6 +70,11 @@ type subscription struct {
 	id          uint32
 }
 
+// trieSub is what the trie keeps of a session's subscription.
+func trieSub(s session.Subscription) subscription {
+	return subscription{qos: s.QoS, noLocal: s.NoLocal, retainAsPub: s.RetainAsPublished, id: s.ID}
+}
+
 // New returns a Server, or an error naming an invalid Config field.
 func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
@@ -131,7 +136,7 @@ func (s *Server) restore(snap *session.Snapshot) {
 		ss.client.Store(&Client{ClientID: st.Meta.ClientID, Username: st.Meta.Username, Attrs: st.Meta.Attrs, Anonymous: st.Meta.Anonymous})
 		for _, sub := range st.Subs {
 			ss.st.Subs[sub.Filter] = sub
-			s.subs.Add(sub.Filter, ss, subscription{qos: sub.QoS, noLocal: sub.NoLocal, retainAsPub: sub.RetainAsPublished, id: sub.ID})
+			s.subs.Add(sub.Filter, ss, trieSub(sub))
 		}
 		for _, e := range st.Entries {
 			// An entry that may have reached the client goes again with DUP set [MQTT-3.3.1-1]

@@ -9,12 +9,19 @@ import (
 	"vitalmq/internal/session"
 )
 
-// startWriter starts the connection's writer goroutine, tracked by the server.
-func (c *conn) startWriter() {
+// startWriter starts the connection's writer goroutine, tracked by the server, with the
+// CONNACK as the first bytes it writes: a DISCONNECT from a takeover, a kick or a shutdown
+// can only follow it [MQTT-3.2.0-1] [MQTT-3.14.0-1]. A connection already closed by one
+// sends nothing.
+func (c *conn) startWriter(connack []byte) {
 	c.outMu.Lock()
 	c.writing = true
+	if !c.closing {
+		c.pending = append(connack, c.pending...)
+	}
 	c.outMu.Unlock()
 	c.s.wg.Go(c.writeLoop)
+	c.signal()
 }
 
 // writeLoop writes whatever producers appended to pending, many packets per write.
@@ -191,7 +198,7 @@ func (c *conn) kick(rc packet.ReasonCode) {
 	c.outMu.Lock()
 	writing := c.writing
 	if !c.closing && writing && c.version == packet.Version5 && c.maxOut >= 3 {
-		c.pending = packet.AppendDisconnect(c.pending, &packet.Disconnect{Reason: rc}, c.version)
+		c.pending = packet.AppendDisconnect(c.pending, &packet.Disconnect{Reason: rc.ForDisconnect()}, c.version)
 	}
 	c.closing = true
 	c.outMu.Unlock()
@@ -219,7 +226,7 @@ func (c *conn) finish(err error) {
 	writing := c.writing
 	if writing && !c.closing && c.version == packet.Version5 {
 		if rc, ok := errReason(err); ok { // [MQTT-4.13.1-1] DISCONNECT with the reason, then close
-			d := packet.Disconnect{Reason: rc}
+			d := packet.Disconnect{Reason: rc.ForDisconnect()}
 			if c.problemInfo && err != nil {
 				msg := err.Error()
 				if len(msg) > 128 || !utf8.ValidString(msg) {

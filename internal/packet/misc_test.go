@@ -319,3 +319,28 @@ func TestEncodeOverlongStringNotInjected(t *testing.T) {
 		}
 	}
 }
+
+// [MQTT-3.2.2-8] [MQTT-3.14.2-1] Only the codes a CONNACK / DISCONNECT may carry go out;
+// anything else becomes Unspecified Error.
+func TestReasonCodeFor(t *testing.T) {
+	for _, c := range []struct {
+		in, connack, disconnect packet.ReasonCode
+	}{
+		{packet.Success, packet.Success, packet.Success},
+		{packet.NotAuthorized, packet.NotAuthorized, packet.NotAuthorized},
+		{packet.BadAuthenticationMethod, packet.BadAuthenticationMethod, packet.UnspecifiedError},
+		{packet.SessionTakenOver, packet.UnspecifiedError, packet.SessionTakenOver},
+		{packet.ServerShuttingDown, packet.UnspecifiedError, packet.ServerShuttingDown},
+		{packet.Banned, packet.Banned, packet.UnspecifiedError},
+		{packet.MaximumConnectTime, packet.UnspecifiedError, packet.MaximumConnectTime},
+		{packet.GrantedQoS1, packet.UnspecifiedError, packet.UnspecifiedError},
+		{packet.ReasonCode(0xFE), packet.UnspecifiedError, packet.UnspecifiedError},
+	} {
+		if got := c.in.ForConnack(); got != c.connack {
+			t.Errorf("%#x.ForConnack() = %#x, want %#x", byte(c.in), byte(got), byte(c.connack))
+		}
+		if got := c.in.ForDisconnect(); got != c.disconnect {
+			t.Errorf("%#x.ForDisconnect() = %#x, want %#x", byte(c.in), byte(got), byte(c.disconnect))
+		}
+	}
+}

@@ -86,6 +86,46 @@ func (r ReasonCode) Error() string {
 // IsError reports whether the code is a failure (0x80 and above), [MQTT-2.4].
 func (r ReasonCode) IsError() bool { return r >= 0x80 }
 
+// connackCodes and disconnectCodes are the reason codes a CONNACK and a DISCONNECT may carry
+// (§3.2.2.2, §3.14.2.1).
+var connackCodes, disconnectCodes [256]bool
+
+func init() {
+	for _, r := range []ReasonCode{Success, UnspecifiedError, MalformedPacket, ProtocolError,
+		ImplementationSpecificError, UnsupportedProtocolVersion, ClientIdentifierNotValid,
+		BadUserNameOrPassword, NotAuthorized, ServerUnavailable, ServerBusy, Banned,
+		BadAuthenticationMethod, TopicNameInvalid, PacketTooLarge, QuotaExceeded,
+		PayloadFormatInvalid, RetainNotSupported, QoSNotSupported, UseAnotherServer, ServerMoved,
+		ConnectionRateExceeded} {
+		connackCodes[r] = true
+	}
+	for _, r := range []ReasonCode{Success, DisconnectWithWill, UnspecifiedError, MalformedPacket,
+		ProtocolError, ImplementationSpecificError, NotAuthorized, ServerBusy, ServerShuttingDown,
+		KeepAliveTimeout, SessionTakenOver, TopicFilterInvalid, TopicNameInvalid,
+		ReceiveMaximumExceeded, TopicAliasInvalid, PacketTooLarge, MessageRateTooHigh,
+		QuotaExceeded, AdministrativeAction, PayloadFormatInvalid, RetainNotSupported,
+		QoSNotSupported, UseAnotherServer, ServerMoved, SharedSubsNotSupported,
+		ConnectionRateExceeded, MaximumConnectTime, SubIDsNotSupported, WildcardSubsNotSupported} {
+		disconnectCodes[r] = true
+	}
+}
+
+// ForConnack is r if a CONNACK may carry it, else Unspecified Error [MQTT-3.2.2-8].
+func (r ReasonCode) ForConnack() ReasonCode {
+	if connackCodes[r] {
+		return r
+	}
+	return UnspecifiedError
+}
+
+// ForDisconnect is r if a DISCONNECT may carry it, else Unspecified Error [MQTT-3.14.2-1].
+func (r ReasonCode) ForDisconnect() ReasonCode {
+	if disconnectCodes[r] {
+		return r
+	}
+	return UnspecifiedError
+}
+
 // ConnackCode311 maps a reason to the MQTT 3.1.1 CONNACK return code (§3.2.2.3).
 func (r ReasonCode) ConnackCode311() byte {
 	switch r {

@@ -170,10 +170,16 @@ func (s *State) Restore(e Entry, sent bool) {
 	s.QueuedBytes += entrySize(&e.Delivery)
 }
 
-// Requeue moves in-flight entries that are not released, beyond the first keep of them, back
-// to the front of the queue (marked Dup), in order: a client's new Receive Maximum may allow
-// fewer messages in flight than the previous connection had.
+// Requeue moves in-flight entries that are not released back to the front of the queue
+// (marked Dup), in order, so that at most keep entries stay in flight: a client's new
+// Receive Maximum may allow fewer messages in flight than the previous connection had.
+// Released entries (QoS 2 awaiting PUBCOMP) stay and count against keep [MQTT-4.9.0-2].
 func (s *State) Requeue(keep int) {
+	for _, e := range s.Inflight {
+		if e.Released {
+			keep--
+		}
+	}
 	var back []Entry
 	in := s.Inflight[:0]
 	for _, e := range s.Inflight {
