@@ -64,6 +64,14 @@ type Config struct {
 	// subscriber from exhausting memory (T75, T76).
 	MaxQueuedMessages int
 	MaxQueuedBytes    int
+	// FlowControlWait: when a connected subscriber that keeps acknowledging has more than
+	// half of MaxQueuedMessages or MaxQueuedBytes queued, a QoS 1/2 publisher whose message
+	// went into that queue is not read from until the queue is down to a quarter, for at
+	// most this long; so fast publishers slow down to what subscribers take instead of
+	// their messages being dropped at a full queue. A subscriber that acknowledged nothing
+	// for this long is not waited for (a stalled one must not stall publishers, T76).
+	// Default 1s; negative disables (a full queue drops, counted).
+	FlowControlWait time.Duration
 	// MaxPendingWrite caps encoded bytes waiting for a client's socket; past it QoS 0
 	// messages to that client are dropped. Default 1 MiB. Stops slow consumers (T76).
 	MaxPendingWrite int
@@ -140,6 +148,9 @@ func (c *Config) setDefaults() {
 	def(&c.MaxQueuedMessages, 1000)
 	def(&c.MaxQueuedBytes, 1<<20)
 	def(&c.MaxPendingWrite, 1<<20)
+	if c.FlowControlWait == 0 {
+		c.FlowControlWait = time.Second
+	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
 	}

@@ -488,6 +488,7 @@ func (c *conn) attach(p *packet.Connect) error {
 	now := time.Now()
 	ss.mu.Lock()
 	ss.conn = c
+	ss.lastAck = now
 	ss.online.Store(true)
 	ss.will, ss.willDelay, ss.willExpiry, ss.willAt = will, 0, 0, time.Time{}
 	if will != nil {

@@ -147,6 +147,7 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 		// A duplicate is acknowledged again but not delivered again (§4.3.3); its PUBREC
 		// still waits for the first copy to be durable.
 		c.commitThenAck(tx, packet.Ack{Type: packet.PUBREC, PacketID: p.PacketID, Reason: reason}, !fresh)
+		c.yield(tx)
 		return nil
 	}
 	if shed {
@@ -170,7 +171,32 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 	} else {
 		c.s.commit(tx, nil)
 	}
+	c.yield(tx)
 	return nil
+}
+
+// yield stops reading from this publisher while a subscriber its message went to works
+// through a congested queue, for at most Config.FlowControlWait: TCP slows the publisher
+// down instead of the queue overflowing. Not for its own session (it could not read its
+// acknowledgements meanwhile).
+func (c *conn) yield(tx *txn) {
+	if len(tx.congested) == 0 {
+		return
+	}
+	t := time.NewTimer(c.s.cfg.FlowControlWait)
+	defer t.Stop()
+	for _, g := range tx.congested {
+		if g.ss == c.ss {
+			continue
+		}
+		select {
+		case <-g.drained:
+		case <-t.C:
+			return
+		case <-c.s.quit:
+			return
+		}
+	}
 }
 
 // releaseID forgets a QoS 2 packet identifier whose flow ended without a delivery.
@@ -245,8 +271,10 @@ func (c *conn) handleAck(a *packet.Ack) error {
 		ss.mu.Lock()
 		if e, ok := ss.st.Ack(a.PacketID, a.Type); ok {
 			s.stats.sent.Add(1)
+			ss.lastAck = now
 			ss.forget(s, e, nil)
 			ss.pumpLocked(s, now, nil)
+			ss.relieveLocked(s)
 		}
 		ss.mu.Unlock()
 	case packet.PUBREC:
@@ -260,6 +288,9 @@ func (c *conn) handleAck(a *packet.Ack) error {
 			return nil
 		}
 		e, ok := ss.st.Received(a.PacketID)
+		if ok {
+			ss.lastAck = now
+		}
 		persist := ok && ss.persistent(s)
 		ss.mu.Unlock()
 		rel := packet.Ack{Type: packet.PUBREL, PacketID: a.PacketID} // [MQTT-4.3.3-4]

@@ -36,6 +36,10 @@ type sess struct {
 	// not sent before they are stored, or a crash could deliver a QoS 2 message twice.
 	waiting []uint64
 	stored  bool // the persister may hold this session
+	// drained is closed when a queue that was over half full is down to a quarter (nil
+	// while not congested); lastAck is when the client last acknowledged a delivery.
+	drained chan struct{}
+	lastAck time.Time
 
 	// inbox is set for an in-process subscriber: deliveries go there instead of a connection.
 	inbox chan *session.Message
@@ -118,6 +122,12 @@ func (ss *sess) deliver(s *Server, d session.Delivery, now time.Time, tx *txn) b
 		tx.dropped++
 		return false
 	}
+	if ss.conn != nil && s.cfg.FlowControlWait > 0 && ss.backlogLocked(s, 2) && now.Sub(ss.lastAck) < s.cfg.FlowControlWait {
+		if ss.drained == nil {
+			ss.drained = make(chan struct{})
+		}
+		tx.congested = append(tx.congested, congestion{ss, ss.drained})
+	}
 	if s.persist == nil {
 		ss.pumpLocked(s, now, nil)
 		return true
@@ -132,6 +142,21 @@ func (ss *sess) deliver(s *Server, d session.Delivery, now time.Time, tx *txn) b
 	tx.pump = append(tx.pump, pending{ss, e.Seq})
 	ss.waiting = append(ss.waiting, e.Seq)
 	return true
+}
+
+// backlogLocked reports whether more than 1/part of the queue limits is used. Called with
+// ss.mu held.
+func (ss *sess) backlogLocked(s *Server, part int) bool {
+	return len(ss.st.Queue)*part > s.cfg.MaxQueuedMessages || ss.st.QueuedBytes*part > s.cfg.MaxQueuedBytes
+}
+
+// relieveLocked wakes the publishers waiting for this session's queue once it is down to a
+// quarter, or at once when its client is gone. Called with ss.mu held.
+func (ss *sess) relieveLocked(s *Server) {
+	if ss.drained != nil && (ss.conn == nil || !ss.backlogLocked(s, 4)) {
+		close(ss.drained)
+		ss.drained = nil
+	}
 }
 
 // pumpLocked sends queued entries while the window allows, in order, stopping at the

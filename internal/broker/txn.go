@@ -24,6 +24,14 @@ type txn struct {
 	cs      session.ChangeSet
 	pump    []pending
 	dropped int // deliveries refused because a session's queue was full
+	// congested are the connected sessions whose queue this transaction filled past half:
+	// the publisher waits for them (Config.FlowControlWait).
+	congested []congestion
+}
+
+type congestion struct {
+	ss      *sess
+	drained chan struct{}
 }
 
 type pending struct {
@@ -37,6 +45,8 @@ func (t *txn) reset() {
 	clear(t.pump)
 	t.pump = t.pump[:0]
 	t.dropped = 0
+	clear(t.congested)
+	t.congested = t.congested[:0]
 }
 
 // commit makes tx durable and then releases its entries to their sessions and calls

@@ -281,6 +281,7 @@ func (c *conn) detach() {
 	if ss.owner == c {
 		ss.owner = nil
 		ss.conn = nil
+		ss.relieveLocked(s)
 		ss.online.Store(false)
 		c.outMu.Lock()
 		suppress := c.suppressWill
