@@ -503,7 +503,7 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
 func (c *conn) handleDisconnect(p *packet.Disconnect) error {
 	if p.Props.Has(packet.PropSessionExpiry) {
 		if c.expiry == 0 && p.Props.SessionExpiry != 0 {
-			return fmt.Errorf("%w: session expiry set on disconnect after 0 on connect", packet.ProtocolError) // [MQTT-3.14.2-2]
+			return fmt.Errorf("%w: session expiry set on disconnect after 0 on connect", packet.ProtocolError) // §3.14.2.2.2
 		}
 		c.expiry = min(p.Props.SessionExpiry, c.s.cfg.MaxSessionExpiry)
 	}
