@@ -17,7 +17,9 @@ Each broker runs alone, pinned to CPU $BROKER_CPU (taskset), with a plain and a 
 the load tool ("vitalmq bench") runs pinned to CPU $TOOL_CPU. Every broker is started fresh
 for every measurement and killed when the script exits.
 
-Scenarios (64-byte payloads):
+Scenarios (64-byte payloads; at QoS 1 the subscribers keep persistent sessions, so that
+vitalmq's durable mode stores and fsyncs every message before acknowledging it, and the others
+keep those sessions in memory):
   1p  fan-in: 100 publishers on their own topics -> 1 subscriber on bench/#, QoS 0, plain TCP
   1t  the same over TLS
   2   the same at QoS 1 over TLS (vitalmq with storage.mode memory and durable)
@@ -28,6 +30,9 @@ Scenarios (64-byte payloads):
   5r  the same with TLS session resumption (--resume)
   6   the RPM shape: $DEVICES devices each publishing 1 QoS 1 message/s over TLS to one
       wildcard subscriber (vitalmq memory and durable)
+  7   the ECG mix: $ECG devices sending 500-byte frames at 1/s, QoS 1, each with its own
+      client certificate (mTLS, minted by the load tool from the shared CA), to 20 dashboard
+      subscribers on a wildcard over TLS (vitalmq memory and durable)
 
 Environment:
   REPS=3          repetitions; the table shows medians
@@ -36,7 +41,8 @@ Environment:
   QUICK=1         smoke run: REPS=1, DURATION=3s, CONNS=DEVICES=2000 (unless set)
   CONNS=10000     idle connections in scenario 5 (capped by ulimit -n)
   DEVICES=10000   devices in scenario 6 (capped by ulimit -n)
-  SCENARIOS="1p 1t 2 3 4 5 5r 6"   which scenarios, in this order
+  ECG=2000        devices in scenario 7
+  SCENARIOS="1p 1t 2 3 4 5 5r 6 7"   which scenarios, in this order
   BROKERS="mosquitto mochi vitalmq"  which brokers (vitalmq-durable is added where it applies)
   BROKER_CPU=0 TOOL_CPU=1           cores for the broker and the load tool
   SOURCES=200     source addresses for scenarios 5 and 6 (and, with SNAT, for every run);
@@ -50,7 +56,8 @@ Environment:
                   ports (only those) round-robin over 127.0.0.2 … 127.0.0.(SOURCES+1), for all
                   three brokers alike, and removes it on exit. SNAT=0: no rules (vitalmq then
                   refuses connections past the 100th in scenarios 1-4 and 6)
-  PORT_BASE=28800 ports: mosquitto +1/+2, mochi +11/+12, vitalmq +21/+22 (plain/TLS)
+  PORT_BASE=28800 ports: mosquitto +1/+2/+3, mochi +11/+12/+13, vitalmq +21/+22/+23
+                  (plain / TLS / TLS requiring a client certificate)
   PROFILE="1t 2"  record a CPU profile of vitalmq (memory and durable) with perf in these
                   scenarios (perf record -g during warm-up and window; it costs the broker
                   some CPU, so profile in a separate run): $WORK/profile-*.txt
@@ -93,7 +100,8 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-1s}
 CONNS=${CONNS:-10000}
 DEVICES=${DEVICES:-10000}
-SCENARIOS=${SCENARIOS:-1p 1t 2 3 4 5 5r 6}
+SCENARIOS=${SCENARIOS:-1p 1t 2 3 4 5 5r 6 7}
+ECG=${ECG:-2000}
 BROKERS=${BROKERS:-mosquitto mochi vitalmq}
 BROKER_CPU=${BROKER_CPU:-0}
 TOOL_CPU=${TOOL_CPU:-1}
@@ -115,7 +123,7 @@ done
 DUR_S=${DURATION%s}
 WARM_S=${WARMUP%s}
 ((DUR_S > 0)) || die "DURATION must be positive"
-for v in CONNS DEVICES SOURCES BROKER_CPU TOOL_CPU PORT_BASE; do
+for v in CONNS DEVICES ECG SOURCES BROKER_CPU TOOL_CPU PORT_BASE; do
 	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v=${!v}: want a number"
 done
 ((BROKER_CPU != TOOL_CPU)) || die "BROKER_CPU and TOOL_CPU must differ"
@@ -123,7 +131,7 @@ done
 ((SOURCES >= 1 && SOURCES <= 253)) || die "SOURCES=$SOURCES: want 1..253"
 case $SNAT in auto | 0 | 1) ;; *) die "SNAT=$SNAT: want auto, 0 or 1" ;; esac
 for s in $SCENARIOS; do
-	case $s in 1p | 1t | 2 | 3 | 4 | 5 | 5r | 6) ;; *) die "unknown scenario $s" ;; esac
+	case $s in 1p | 1t | 2 | 3 | 4 | 5 | 5r | 6 | 7) ;; *) die "unknown scenario $s" ;; esac
 done
 for s in $PROFILE; do
 	case " $SCENARIOS " in *" $s "*) ;; *) die "PROFILE=$PROFILE: scenario $s is not in SCENARIOS" ;; esac
@@ -167,6 +175,7 @@ def norm: if .error != null then {sc, target, rep} else
 (map(norm)) as $runs
 | ([.[] | select(.sc == "5") | .conns] | max // "K") as $conns
 | ([.[] | select(.sc == "6") | .publishers] | max // "N") as $devices
+| ([.[] | select(.sc == "7") | .publishers] | max // "N") as $ecg
 | def med($sc; $b; $m): [$runs[] | select(.sc == $sc and .target == $b) | .[$m]] | median;
 [
   {sc: "1p", label: "1 fan-in 100→1, QoS 0, plain"},
@@ -176,7 +185,8 @@ def norm: if .error != null then {sc, target, rep} else
   {sc: "4", label: "4 QoS 1 at 5,000 msg/s, TLS"},
   {sc: "5", label: "5 \($conns) idle TLS conns, full handshakes"},
   {sc: "5r", label: "5r the same, TLS resumption"},
-  {sc: "6", label: "6 \($devices) devices × 1 msg/s QoS 1, TLS"}
+  {sc: "6", label: "6 \($devices) devices × 1 msg/s QoS 1, TLS"},
+  {sc: "7", label: "7 ECG: \($ecg) devices × 500 B/s QoS 1, mTLS → 20 dashboards"}
 ] as $scs
 | def metrics($sc):
     if ($sc | startswith("5")) then
@@ -300,6 +310,7 @@ if [[ ! -f $INIT/pki/server.crt ]]; then
 	"$BIN/vitalmq" init --data-dir "$INIT" >"$WORK/logs/init.log"
 fi
 CA=$INIT/pki/ca.crt
+CAKEY=$INIT/pki/ca.key
 CERT=$INIT/pki/server.crt
 KEY=$INIT/pki/server.key
 
@@ -321,8 +332,8 @@ snat_on() {
 	as_root iptables -t nat -A POSTROUTING -j "$CHAIN"
 	local ports="" i
 	for b in mosquitto mochi vitalmq; do
-		read -r plain tls <<<"$(ports_of "$b")"
-		ports+="${ports:+,}$plain,$tls"
+		read -r plain tls mtls <<<"$(ports_of "$b")"
+		ports+="${ports:+,}$plain,$tls,$mtls"
 	done
 	# The nat table sees only the first packet of a connection: rule i takes every
 	# (SOURCES-i)th of the connections the rules before it left, so they alternate evenly.
@@ -333,11 +344,11 @@ snat_on() {
 }
 
 # --- brokers -------------------------------------------------------------------------------
-ports_of() { # ports_of BROKER -> "plain tls"
+ports_of() { # ports_of BROKER -> "plain tls mtls"
 	case $1 in
-	mosquitto) echo "$((PORT_BASE + 1)) $((PORT_BASE + 2))" ;;
-	mochi) echo "$((PORT_BASE + 11)) $((PORT_BASE + 12))" ;;
-	vitalmq | vitalmq-durable) echo "$((PORT_BASE + 21)) $((PORT_BASE + 22))" ;;
+	mosquitto) echo "$((PORT_BASE + 1)) $((PORT_BASE + 2)) $((PORT_BASE + 3))" ;;
+	mochi) echo "$((PORT_BASE + 11)) $((PORT_BASE + 12)) $((PORT_BASE + 13))" ;;
+	vitalmq | vitalmq-durable) echo "$((PORT_BASE + 21)) $((PORT_BASE + 22)) $((PORT_BASE + 23))" ;;
 	esac
 }
 
@@ -345,10 +356,10 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 BPID=
 start_broker() { # start_broker BROKER: sets BPID
-	local b=$1 plain tls dir
-	read -r plain tls <<<"$(ports_of "$b")"
-	if port_open "$plain" || port_open "$tls"; then
-		die "port $plain or $tls on 127.0.0.1 is already in use (set PORT_BASE)"
+	local b=$1 plain tls mtls dir
+	read -r plain tls mtls <<<"$(ports_of "$b")"
+	if port_open "$plain" || port_open "$tls" || port_open "$mtls"; then
+		die "port $plain, $tls or $mtls on 127.0.0.1 is already in use (set PORT_BASE)"
 	fi
 	local blog=$WORK/logs/$b.log
 	case $b in
@@ -369,12 +380,17 @@ listener $plain 127.0.0.1
 listener $tls 127.0.0.1
 certfile $CERT
 keyfile $KEY
+listener $mtls 127.0.0.1
+certfile $CERT
+keyfile $KEY
+cafile $CA
+require_certificate true
 EOF
 		taskset -c "$BROKER_CPU" "$MOSQUITTO" -c "$WORK/mosquitto.conf" >>"$blog" 2>&1 &
 		;;
 	mochi)
 		taskset -c "$BROKER_CPU" "$BIN/mochi-bench" --tcp "127.0.0.1:$plain" --tls "127.0.0.1:$tls" \
-			--cert "$CERT" --key "$KEY" >>"$blog" 2>&1 &
+			--mtls "127.0.0.1:$mtls" --client-ca "$CA" --cert "$CERT" --key "$KEY" >>"$blog" 2>&1 &
 		;;
 	vitalmq | vitalmq-durable)
 		local mode=memory
@@ -408,6 +424,17 @@ type = "tls"
 address = "127.0.0.1:$tls"
 client_auth = "none"
 allow_anonymous = true
+# Devices with certificates the load tool mints from the shared CA (an external CA to vitalmq:
+# chain and CRL, no device index), allowed to publish the benchmark's topics.
+[[listener]]
+name = "mtls"
+type = "tls"
+address = "127.0.0.1:$mtls"
+client_auth = "required"
+client_ca = "$CA"
+[[acl.rule]]
+role = "device"
+publish = ["bench/#"]
 EOF
 		taskset -c "$BROKER_CPU" "$BIN/vitalmq" serve --config "$WORK/vitalmq.toml" >>"$blog" 2>&1 &
 		;;
@@ -417,12 +444,12 @@ EOF
 	local i
 	for ((i = 0; i < 100; i++)); do # at most 10 s
 		kill -0 "$BPID" 2>/dev/null || die "$b exited at start; see $blog"
-		if port_open "$plain" && port_open "$tls"; then
+		if port_open "$plain" && port_open "$tls" && port_open "$mtls"; then
 			return 0
 		fi
 		sleep 0.1
 	done
-	die "$b did not listen on $plain and $tls within 10 s; see $blog"
+	die "$b did not listen on $plain, $tls and $mtls within 10 s; see $blog"
 }
 
 stop_broker() {
@@ -443,7 +470,7 @@ brokers_for() { # brokers_for SCENARIO: the brokers, vitalmq-durable added where
 	for b in $BROKERS; do
 		out+=("$b")
 		if [[ $b == vitalmq ]]; then
-			case $1 in 2 | 4 | 6) out+=(vitalmq-durable) ;; esac
+			case $1 in 2 | 4 | 6 | 7) out+=(vitalmq-durable) ;; esac
 		fi
 	done
 	echo "${out[@]}"
@@ -451,19 +478,21 @@ brokers_for() { # brokers_for SCENARIO: the brokers, vitalmq-durable added where
 
 # tool_args SCENARIO BROKER: the load tool's arguments (without --broker-pid)
 tool_args() {
-	local s=$1 plain tls
-	read -r plain tls <<<"$(ports_of "$2")"
+	local s=$1 plain tls mtls
+	read -r plain tls mtls <<<"$(ports_of "$2")"
 	local t=(--tls --cacert "$CA" --addr "127.0.0.1:$tls")
 	local p=(pubsub --warmup "${WARM_S}s" --duration "${DUR_S}s" --size 64)
 	case $s in
 	1p) echo "${p[@]}" --addr "127.0.0.1:$plain" --pubs 100 --subs 1 --qos 0 ;;
 	1t) echo "${p[@]}" "${t[@]}" --pubs 100 --subs 1 --qos 0 ;;
-	2) echo "${p[@]}" "${t[@]}" --pubs 100 --subs 1 --qos 1 ;;
+	2) echo "${p[@]}" "${t[@]}" --pubs 100 --subs 1 --qos 1 --persistent-subs ;;
 	3) echo "${p[@]}" "${t[@]}" --pubs 1 --subs 100 --qos 0 --topic-mode shared-topic ;;
-	4) echo "${p[@]}" "${t[@]}" --pubs 100 --subs 1 --qos 1 --total-rate 5000 ;;
+	4) echo "${p[@]}" "${t[@]}" --pubs 100 --subs 1 --qos 1 --total-rate 5000 --persistent-subs ;;
 	5) echo conns "${t[@]}" --conns "$CONNS" --sources "$SOURCES" --concurrency 8 --hold 2s ;;
 	5r) echo conns "${t[@]}" --conns "$CONNS" --sources "$SOURCES" --concurrency 8 --hold 2s --resume ;;
-	6) echo "${p[@]}" "${t[@]}" --pubs "$DEVICES" --subs 1 --qos 1 --rate 1 ;;
+	6) echo "${p[@]}" "${t[@]}" --pubs "$DEVICES" --subs 1 --qos 1 --rate 1 --persistent-subs ;;
+	7) echo "${p[@]}" --size 500 --tls --cacert "$CA" --addr "127.0.0.1:$mtls" --sub-addr "127.0.0.1:$tls" \
+		--client-ca-cert "$CA" --client-ca-key "$CAKEY" --pubs "$ECG" --subs 20 --qos 1 --rate 1 --persistent-subs ;;
 	esac
 }
 

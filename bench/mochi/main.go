@@ -9,6 +9,7 @@ package main
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -28,9 +29,11 @@ func main() {
 	tlsAddr := flag.String("tls", "", "MQTT over TLS listener `host:port` (loopback only); empty: none")
 	certFile := flag.String("cert", "", "server certificate PEM `file` (with --tls)")
 	keyFile := flag.String("key", "", "server private key PEM `file` (with --tls)")
+	mtlsAddr := flag.String("mtls", "", "MQTT over TLS listener that requires a client certificate `host:port`; empty: none")
+	clientCA := flag.String("client-ca", "", "PEM `file` of the CA client certificates must chain to (with --mtls)")
 	logLevel := flag.String("log-level", "warn", "debug, info, warn or error")
 	flag.Parse()
-	if err := run(*tcpAddr, *tlsAddr, *certFile, *keyFile, *logLevel); err != nil {
+	if err := run(*tcpAddr, *tlsAddr, *mtlsAddr, *certFile, *keyFile, *clientCA, *logLevel); err != nil {
 		fmt.Fprintln(os.Stderr, "mochi-bench:", err)
 		os.Exit(1)
 	}
@@ -49,9 +52,9 @@ func loopback(addr string) error {
 	return nil
 }
 
-func run(tcpAddr, tlsAddr, certFile, keyFile, logLevel string) error {
-	if tcpAddr == "" && tlsAddr == "" {
-		return fmt.Errorf("nothing to listen on: give --tcp and/or --tls")
+func run(tcpAddr, tlsAddr, mtlsAddr, certFile, keyFile, clientCA, logLevel string) error {
+	if tcpAddr == "" && tlsAddr == "" && mtlsAddr == "" {
+		return fmt.Errorf("nothing to listen on: give --tcp, --tls and/or --mtls")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
@@ -84,10 +87,32 @@ func run(tcpAddr, tlsAddr, certFile, keyFile, logLevel string) error {
 			return err
 		}
 	}
+	if mtlsAddr != "" {
+		if err := loopback(mtlsAddr); err != nil {
+			return err
+		}
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return fmt.Errorf("--cert/--key: %w", err)
+		}
+		pem, err := os.ReadFile(clientCA)
+		if err != nil {
+			return fmt.Errorf("--client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--client-ca %s: no PEM certificate", clientCA)
+		}
+		tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
+		if err := server.AddListener(listeners.NewTCP(listeners.Config{ID: "mtls", Address: mtlsAddr, TLSConfig: tc})); err != nil {
+			return err
+		}
+	}
 	if err := server.Serve(); err != nil {
 		return err
 	}
-	fmt.Printf("mochi %s listening tcp=%q tls=%q\n", mqtt.Version, tcpAddr, tlsAddr)
+	fmt.Printf("mochi %s listening tcp=%q tls=%q mtls=%q\n", mqtt.Version, tcpAddr, tlsAddr, mtlsAddr)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)

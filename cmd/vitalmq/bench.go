@@ -57,6 +57,7 @@ type commonFlags struct {
 	brokerPID                int
 	json                     bool
 	cpuProfile               string
+	mintCert, mintKey        string
 }
 
 func (c *commonFlags) register(fs *flag.FlagSet) {
@@ -73,6 +74,8 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.tls.ServerName, "server-name", "", "name to verify in the broker's certificate (default: the --addr host)")
 	fs.BoolVar(&c.tls.Insecure, "insecure", false, "do not verify the broker's certificate")
 	fs.BoolVar(&c.tls.Resume, "resume", false, "TLS session resumption: cache session tickets and reuse them")
+	fs.StringVar(&c.mintCert, "client-ca-cert", "", "mTLS at scale: give every connection its own client certificate (its client id as\nvitalmq device identity), signed by this CA certificate `file` (with --client-ca-key)")
+	fs.StringVar(&c.mintKey, "client-ca-key", "", "the private key `file` of --client-ca-cert")
 	fs.IntVar(&c.brokerPID, "broker-pid", 0, "`pid` of the broker: report its CPU time and memory from /proc")
 	fs.BoolVar(&c.json, "json", false, "print a one-line JSON summary instead of the table")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the load tool's own CPU profile to `file` (is the tool the bottleneck?)")
@@ -114,6 +117,16 @@ func (c *commonFlags) target() (loadgen.Target, error) {
 	if c.useTLS {
 		host, _, _ := net.SplitHostPort(addr)
 		if t.TLS, err = c.tls.Config(host); err != nil {
+			return t, err
+		}
+	}
+	switch {
+	case (c.mintCert == "") != (c.mintKey == ""):
+		return t, errors.New("--client-ca-cert and --client-ca-key go together")
+	case c.mintCert != "" && (!c.useTLS || c.tls.CertFile != ""):
+		return t, errors.New("--client-ca-cert needs --tls and no --cert")
+	case c.mintCert != "":
+		if t.Mint, err = loadgen.NewCertMinter(c.mintCert, c.mintKey); err != nil {
 			return t, err
 		}
 	}
@@ -169,6 +182,8 @@ func benchPubSub(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured time")
 	fs.DurationVar(&cfg.Warmup, "warmup", time.Second, "publishing before the measured time (counted for losses only)")
 	fs.DurationVar(&cfg.Drain, "drain", 5*time.Second, "longest wait for acknowledgements and deliveries after publishing stops")
+	fs.BoolVar(&cfg.PersistentSubs, "persistent-subs", false, "subscribers keep persistent sessions (3.1.1 clean session 0, 5.0 session expiry 300 s):\nwhat durable storage has to store")
+	fs.StringVar(&cfg.SubAddr, "sub-addr", "", "subscribers connect to this `host:port` instead of --addr (same TLS settings, no\n--client-ca certificate): e.g. devices on an mTLS listener, dashboards on another")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: vitalmq bench pubsub [flags]\n\n"+
 			"Publishes from --pubs connections to --subs subscribers for --warmup + --duration and\n"+

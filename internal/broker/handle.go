@@ -281,9 +281,11 @@ func (c *conn) handleAck(a *packet.Ack) error {
 		ss.mu.Lock()
 		if a.Reason.IsError() { // the receiver refused the message: the flow ends here (§4.3.3)
 			if e, ok := ss.st.Drop(a.PacketID); ok {
+				ss.lastAck = now
 				ss.forget(s, e, nil)
 			}
 			ss.pumpLocked(s, now, nil)
+			ss.relieveLocked(s)
 			ss.mu.Unlock()
 			return nil
 		}

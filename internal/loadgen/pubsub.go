@@ -46,6 +46,12 @@ type PubSubConfig struct {
 	// deliveries; default 5s.
 	Drain     time.Duration
 	BrokerPID int // read the broker's CPU and memory from /proc when > 0
+	// SubAddr, when set, is where subscribers connect instead (same TLS settings, no minted
+	// certificate): dashboards on a password or anonymous listener, devices on an mTLS one.
+	SubAddr string
+	// PersistentSubs gives subscribers persistent sessions, so that a broker with durable
+	// storage stores (and fsyncs) every QoS 1/2 message before acknowledging it.
+	PersistentSubs bool
 }
 
 // PubSubResult is the outcome of RunPubSub. Latencies are in microseconds.
@@ -113,6 +119,13 @@ type Broker struct {
 func (c *PubSubConfig) normalize() error {
 	if err := c.Target.normalize(); err != nil {
 		return err
+	}
+	if c.SubAddr != "" {
+		addr, err := CheckLoopback(c.SubAddr)
+		if err != nil {
+			return fmt.Errorf("subscribers' address: %w", err)
+		}
+		c.SubAddr = addr
 	}
 	def := func(v *int, d int) {
 		if *v == 0 {
@@ -453,8 +466,13 @@ func RunPubSub(ctx context.Context, cfg PubSubConfig) (*PubSubResult, error) {
 	t0 := time.Now().Add(50 * time.Millisecond)
 	ws := t0.Add(cfg.Warmup)
 	we := ws.Add(cfg.Duration)
+	subTarget := cfg.Target
+	if cfg.SubAddr != "" {
+		subTarget.Addr, subTarget.Mint = cfg.SubAddr, nil
+	}
+	subTarget.Persistent = cfg.PersistentSubs
 	for i := range cfg.Subscribers {
-		c, _, err := cfg.Target.connect(ctx, "vmqbench-"+runID+"-s"+strconv.Itoa(i), nil, 64<<10)
+		c, _, err := subTarget.connect(ctx, "vmqbench-"+runID+"-s"+strconv.Itoa(i), nil, 64<<10)
 		if err != nil {
 			return nil, fmt.Errorf("subscriber %d: %w", i, err)
 		}

@@ -90,6 +90,11 @@ type Target struct {
 	Password    string      // sent when not empty
 	KeepAlive   uint16      // seconds; default 60
 	DialTimeout time.Duration
+	// Mint, with TLS, gives every connection its own client certificate for its client id.
+	Mint *CertMinter
+	// Persistent asks for a session that outlives the connection (3.1.1 Clean Session 0,
+	// 5.0 Session Expiry 300 s): what a broker's durable storage has to keep.
+	Persistent bool
 }
 
 func (t *Target) normalize() error {
@@ -146,7 +151,17 @@ func (t *Target) connect(ctx context.Context, clientID string, local net.Addr, r
 		return nil, info, err
 	}
 	if t.TLS != nil {
-		tc := tls.Client(nc, t.TLS)
+		cfg := t.TLS
+		if t.Mint != nil {
+			cert, err := t.Mint.Cert(clientID)
+			if err != nil {
+				nc.Close()
+				return nil, info, fmt.Errorf("client certificate: %w", err)
+			}
+			cfg = cfg.Clone()
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		tc := tls.Client(nc, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			nc.Close()
 			return nil, info, fmt.Errorf("TLS handshake: %w", err)
@@ -158,7 +173,11 @@ func (t *Target) connect(ctx context.Context, clientID string, local net.Addr, r
 		nc.SetDeadline(dl)
 	}
 	c := &client{nc: nc, r: bufio.NewReaderSize(nc, rbuf), version: t.Version}
-	cp := packet.Connect{Version: t.Version, CleanStart: true, KeepAlive: t.KeepAlive, ClientID: clientID}
+	cp := packet.Connect{Version: t.Version, CleanStart: !t.Persistent, KeepAlive: t.KeepAlive, ClientID: clientID}
+	if t.Persistent && t.Version == packet.Version5 {
+		cp.Props.SessionExpiry = 300
+		cp.Props.Set(packet.PropSessionExpiry)
+	}
 	if t.Username != "" {
 		cp.HasUser, cp.Username = true, t.Username
 	}
