@@ -64,17 +64,18 @@ type conn struct {
 	pending          []byte
 	aliasOut         map[string]uint16 // topic → alias, under outMu
 	closing          bool              // close after flushing pending
-	writing          bool              // the writer goroutine runs
+	writing          bool              // the write side is open (CONNACK queued)
+	flushing         bool              // a flush goroutine runs
+	closed           bool              // the write side ended: socket closed, writerDone closed
 	suppressWill     bool              // an administrative kick: the will is not published
-	wake             chan struct{}
-	writerDone       chan struct{} // closed when the writer goroutine ends
+	writerDone       chan struct{} // closed when the write side ended (endWriter)
 	done             chan struct{} // closed when the connection is fully detached from its session
 	normalDisconnect bool          // DISCONNECT 0x00: discard the will
 }
 
 func newConn(s *Server, nc net.Conn, opts ListenerOptions) *conn {
 	return &conn{s: s, nc: nc, opts: opts, maxOut: packet.MaxRemaining + 5,
-		wake: make(chan struct{}, 1), writerDone: make(chan struct{}), done: make(chan struct{})}
+		writerDone: make(chan struct{}), done: make(chan struct{})}
 }
 
 // errClose is a deliberate close that needs no log line.

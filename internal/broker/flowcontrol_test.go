@@ -3,6 +3,7 @@ package broker_test
 import (
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -134,5 +135,27 @@ func TestFlowControlStalledSubscriber(t *testing.T) {
 	}
 	if s.Stats().Dropped == 0 {
 		t.Fatal("nothing dropped for a stalled subscriber with a full queue")
+	}
+}
+
+// An idle connection costs one goroutine (its reader): the writer runs only while there is
+// something to write, and no write buffer is kept meanwhile (issue 5: idle connection memory).
+func TestIdleConnectionHasNoWriter(t *testing.T) {
+	s := startServer(t, broker.Config{ConnectionRate: 1e6, ConnectionBurst: 1e6})
+	base := runtime.NumGoroutine()
+	const n = 50
+	var conns []*rawConn
+	for i := range n {
+		c, _ := ftDial(t, s.Addr, packet.Version5, fmt.Sprintf("idle-%d", i), nil)
+		conns = append(conns, c)
+	}
+	eventually(t, 5*time.Second, "one goroutine per idle connection", func() bool {
+		return runtime.NumGoroutine()-base <= n+5
+	})
+	// They still work: a message reaches one of them, and it can be kicked.
+	conns[0].ftSub(packet.Version5, "idle/t", 0)
+	conns[1].ftPublish(packet.Version5, &packet.Publish{Topic: "idle/t", Payload: []byte("x")})
+	if p := conns[0].ftReadPublish(packet.Version5); string(p.Payload) != "x" {
+		t.Fatalf("got %q", p.Payload)
 	}
 }

@@ -32,7 +32,8 @@ type sess struct {
 	willAt     time.Time // when a pending delayed will is due; zero: none pending
 	expireAt   time.Time // when an offline session ends; zero: not scheduled
 	ended      bool
-	// waiting lists queued entries (by Seq) whose group commit has not completed: they are
+	// waiting lists queued entries (by Seq, ascending: appended at enqueue) whose group
+	// commit has not completed: they are
 	// not sent before they are stored, or a crash could deliver a QoS 2 message twice.
 	waiting []uint64
 	stored  bool // the persister may hold this session
@@ -150,6 +151,13 @@ func (ss *sess) backlogLocked(s *Server, part int) bool {
 	return len(ss.st.Queue)*part > s.cfg.MaxQueuedMessages || ss.st.QueuedBytes*part > s.cfg.MaxQueuedBytes
 }
 
+// committed removes seq from the entries waiting for their commit. Called with ss.mu held.
+func (ss *sess) committed(seq uint64) {
+	if i, ok := slices.BinarySearch(ss.waiting, seq); ok {
+		ss.waiting = slices.Delete(ss.waiting, i, i+1)
+	}
+}
+
 // relieveLocked wakes the publishers waiting for this session's queue once it is down to a
 // quarter, or at once when its client is gone. Called with ss.mu held.
 func (ss *sess) relieveLocked(s *Server) {
@@ -169,7 +177,7 @@ func (ss *sess) pumpLocked(s *Server, now time.Time, tx *txn) {
 	}
 	for len(ss.st.Inflight) < c.sendQuota {
 		e, ok := ss.st.Peek()
-		if !ok || slices.Contains(ss.waiting, e.Seq) {
+		if _, stored := slices.BinarySearch(ss.waiting, e.Seq); !ok || stored {
 			return
 		}
 		ss.st.Next()

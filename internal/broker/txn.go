@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"slices"
 	"time"
 
 	"vitalmq/internal/session"
@@ -80,7 +79,7 @@ func (s *Server) release(ps []pending) {
 	now := time.Now()
 	for _, p := range ps {
 		p.ss.mu.Lock()
-		p.ss.waiting = slices.DeleteFunc(p.ss.waiting, func(q uint64) bool { return q == p.seq })
+		p.ss.committed(p.seq)
 		p.ss.pumpLocked(s, now, nil)
 		p.ss.mu.Unlock()
 	}
@@ -91,7 +90,7 @@ func (s *Server) release(ps []pending) {
 func (s *Server) unqueue(ps []pending) {
 	for _, p := range ps {
 		p.ss.mu.Lock()
-		p.ss.waiting = slices.DeleteFunc(p.ss.waiting, func(q uint64) bool { return q == p.seq })
+		p.ss.committed(p.seq)
 		p.ss.st.Filter(func(e *session.Entry, sent bool) bool { return e.Seq != p.seq })
 		p.ss.mu.Unlock()
 	}

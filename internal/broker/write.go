@@ -9,60 +9,81 @@ import (
 	"vitalmq/internal/session"
 )
 
-// startWriter starts the connection's writer goroutine, tracked by the server, with the
-// CONNACK as the first bytes it writes: a DISCONNECT from a takeover, a kick or a shutdown
-// can only follow it [MQTT-3.2.0-1] [MQTT-3.14.0-1]. A connection already closed by one
-// sends nothing.
+// startWriter opens the connection's write side with the CONNACK as the first bytes it
+// writes: a DISCONNECT from a takeover, a kick or a shutdown can only follow it
+// [MQTT-3.2.0-1] [MQTT-3.14.0-1]. A connection already closed by one sends nothing.
 func (c *conn) startWriter(connack []byte) {
 	c.outMu.Lock()
 	c.writing = true
 	if !c.closing {
 		c.pending = append(connack, c.pending...)
 	}
-	c.outMu.Unlock()
-	c.s.wg.Go(c.writeLoop)
-	c.signal()
+	c.unlockFlush()
 }
 
-// writeLoop writes whatever producers appended to pending, many packets per write.
-func (c *conn) writeLoop() {
-	defer close(c.writerDone)
-	defer c.s.recoverTo("writer")
-	var spare []byte
-	for range c.wake {
+// unlockFlush releases outMu and, when there is something to write (or to close) and no
+// flusher runs, starts one. Producers append to pending under outMu and leave through here.
+func (c *conn) unlockFlush() {
+	start := c.writing && !c.flushing && !c.closed && (len(c.pending) > 0 || c.closing)
+	if start {
+		c.flushing = true
+	}
+	c.outMu.Unlock()
+	if start {
+		go c.flush() // ends before writerDone closes, which finish waits for
+	}
+}
+
+// flush writes what producers appended to pending, many packets per write, until nothing is
+// left, then ends: an idle connection has no writer goroutine and no write buffer. Once the
+// connection is closing and everything is written, it closes the socket and writerDone.
+func (c *conn) flush() {
+	defer func() {
+		if r := recover(); r != nil {
+			c.s.logPanic("writer", r)
+			c.endWriter()
+		}
+	}()
+	var buf []byte
+	for {
 		c.outMu.Lock()
-		buf := c.pending
-		c.pending = spare[:0]
+		if len(c.pending) == 0 {
+			c.pending = nil
+			c.flushing = false
+			closing := c.closing
+			c.outMu.Unlock()
+			if closing {
+				c.endWriter()
+			}
+			return
+		}
+		buf, c.pending = c.pending, buf[:0]
 		closing := c.closing
 		c.outMu.Unlock()
-		if len(buf) > 0 {
-			if !closing {
-				c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout)) // T76: a stalled reader is dropped
-			}
-			if _, err := c.nc.Write(buf); err != nil {
-				c.outMu.Lock()
-				c.closing = true
-				c.pending = nil
-				c.outMu.Unlock()
-				c.nc.Close()
-				return
-			}
+		if !closing {
+			c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout)) // T76: a stalled reader is dropped
+		}
+		if _, err := c.nc.Write(buf); err != nil {
+			c.endWriter()
+			return
 		}
 		if cap(buf) > 64<<10 {
-			buf = nil // do not keep a burst's buffer for an idle connection
-		}
-		spare = buf
-		if closing {
-			c.nc.Close()
-			return
+			buf = nil // do not keep a burst's buffer
 		}
 	}
 }
 
-func (c *conn) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+// endWriter closes the write side for good: nothing more is written, the socket is closed
+// and writerDone is closed (once).
+func (c *conn) endWriter() {
+	c.outMu.Lock()
+	c.closing, c.pending, c.flushing = true, nil, false
+	first := !c.closed
+	c.closed = true
+	c.outMu.Unlock()
+	c.nc.Close()
+	if first {
+		close(c.writerDone)
 	}
 }
 
@@ -78,8 +99,7 @@ func (c *conn) queue(enc func([]byte) []byte) {
 			c.pending = c.pending[:n]
 		}
 	}
-	c.outMu.Unlock()
-	c.signal()
+	c.unlockFlush()
 }
 
 func (c *conn) sendAck(a *packet.Ack) {
@@ -91,8 +111,7 @@ func (c *conn) sendAck(a *packet.Ack) {
 			c.pending = c.pending[:n] // [MQTT-3.1.2-24]
 		}
 	}
-	c.outMu.Unlock()
-	c.signal()
+	c.unlockFlush()
 }
 
 func (c *conn) sendSubAck(a *packet.SubAck) {
@@ -153,11 +172,10 @@ func (c *conn) sendPublish(d session.Delivery, id uint16, dup bool, now time.Tim
 		}
 	}
 	c.pending = packet.AppendPublish(c.pending, &p, c.version)
-	c.outMu.Unlock()
+	c.unlockFlush()
 	if id == 0 {
 		c.s.stats.sent.Add(1)
 	}
-	c.signal()
 	return true
 }
 
@@ -186,9 +204,8 @@ func (c *conn) sendShared(d session.Delivery) bool {
 		return false
 	}
 	c.pending = append(c.pending, b...)
-	c.outMu.Unlock()
+	c.unlockFlush()
 	c.s.stats.sent.Add(1)
-	c.signal()
 	return true
 }
 
@@ -201,13 +218,13 @@ func (c *conn) kick(rc packet.ReasonCode) {
 		c.pending = packet.AppendDisconnect(c.pending, &packet.Disconnect{Reason: rc.ForDisconnect()}, c.version)
 	}
 	c.closing = true
-	c.outMu.Unlock()
 	if !writing {
+		c.outMu.Unlock()
 		c.nc.Close()
 		return
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-	c.signal()
+	c.unlockFlush()
 }
 
 // normalDisconnectByServer marks the connection as ended by the server for a reason that
@@ -246,11 +263,12 @@ func (c *conn) finish(err error) {
 		}
 	}
 	c.closing = true
-	c.outMu.Unlock()
 	if writing {
 		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		c.signal()
+		c.unlockFlush()
 		<-c.writerDone
+	} else {
+		c.outMu.Unlock()
 	}
 	c.nc.Close()
 	if c.ss != nil {
