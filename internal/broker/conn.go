@@ -68,9 +68,9 @@ type conn struct {
 	flushing         bool              // a flush goroutine runs
 	closed           bool              // the write side ended: socket closed, writerDone closed
 	suppressWill     bool              // an administrative kick: the will is not published
-	writerDone       chan struct{} // closed when the write side ended (endWriter)
-	done             chan struct{} // closed when the connection is fully detached from its session
-	normalDisconnect bool          // DISCONNECT 0x00: discard the will
+	writerDone       chan struct{}     // closed when the write side ended (endWriter)
+	done             chan struct{}     // closed when the connection is fully detached from its session
+	normalDisconnect bool              // DISCONNECT 0x00: discard the will
 }
 
 func newConn(s *Server, nc net.Conn, opts ListenerOptions) *conn {
