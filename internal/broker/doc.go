@@ -6,11 +6,13 @@
 //
 // Goroutines: Serve runs one accept loop per listener; each connection has a reader
 // goroutine (decodes and handles packets, and delivers the publications it receives
-// to matching sessions) and a writer goroutine (drains the connection's pending bytes,
-// many packets per write); one janitor goroutine runs will delays, session expiry and
-// $SYS statistics; each in-process subscriber has one goroutine. Every one of them is
-// tracked by the Server's WaitGroup and ends on Close; each recovers its own panics
-// and closes only the connection concerned.
+// to matching sessions) and, only while it has bytes to write, a flusher (drains the
+// connection's pending bytes, many packets per write, then ends: an idle connection costs
+// one goroutine); one janitor goroutine runs will delays, session expiry and $SYS
+// statistics; each in-process subscriber has one goroutine. All but the flushers are
+// tracked by the Server's WaitGroup; a flusher ends before its connection's reader does
+// (finish waits for writerDone). Each recovers its own panics and closes only the
+// connection concerned.
 //
 // Lock order: Server.mu, then sess.mu, then conn.outMu. The trie and the retained store
 // have their own locks and are never called with conn.outMu held; Server.retainMu (the
