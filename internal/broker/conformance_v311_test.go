@@ -71,25 +71,7 @@ func TestConformanceV311NoWillWithoutWillFlag(t *testing.T) {
 
 // [MQTT-3.1.2-16] (3.1.1) A will with Will Retain 0 is published non-retained: a live
 // subscriber gets it, nothing is retained, a later subscriber gets nothing.
-func TestConformanceV311WillRetainZero(t *testing.T) {
-	s := startServer(t, broker.Config{})
-	live, _ := ftDial(t, s.Addr, cf4, "cf4-w0-live", nil)
-	live.ftSub(cf4, "w0/#", 1)
-	c, _ := ftDial(t, s.Addr, cf4, "cf4-w0", ftWillConnect("w0/gone", "bye", 1, false))
-	atkAbort(c)
-	m := live.ftReadPublish(cf4)
-	if m.Topic != "w0/gone" || string(m.Payload) != "bye" || m.Retain {
-		t.Fatalf("will %s=%q retain=%v", m.Topic, m.Payload, m.Retain)
-	}
-	live.ftAck(cf4, packet.PUBACK, m.PacketID)
-	if n := s.Stats().Retained; n != 0 {
-		t.Fatalf("%d retained messages after a Will Retain 0 will, want 0", n)
-	}
-	late, _ := ftDial(t, s.Addr, cf4, "cf4-w0-late", nil)
-	late.ftSub(cf4, "w0/#", 1)
-	late.expectSilence(300 * time.Millisecond)
-	checkAlive(t, s.Addr)
-}
+func TestConformanceV311WillRetainZero(t *testing.T) { cfWillRetainZero(t, cf4) }
 
 // [MQTT-3.1.4-5] (3.1.1) After rejecting a CONNECT the server processes no more data from
 // the client: a PUBLISH written in the same segment as the rejected CONNECT is dropped.

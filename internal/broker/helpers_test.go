@@ -27,6 +27,17 @@ type testServer struct {
 // goroutine outlives it.
 func startServer(t testing.TB, cfg broker.Config) *testServer {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveOn(t, cfg, ln, ln)
+}
+
+// serveOn runs a broker with cfg on serve (which may wrap ln, e.g. a WebSocket listener)
+// until the end of the test, then shuts it down and checks that no goroutine outlives it.
+func serveOn(t testing.TB, cfg broker.Config, ln, serve net.Listener) *testServer {
+	t.Helper()
 	base := runtime.NumGoroutine()
 	if cfg.SysInterval == 0 {
 		cfg.SysInterval = -1
@@ -35,13 +46,9 @@ func startServer(t testing.TB, cfg broker.Config) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	done := make(chan error, 1)
 	go func() {
-		done <- srv.Serve(ln, broker.ListenerOptions{Name: "test", AllowAnonymous: cfg.Authenticator == nil})
+		done <- srv.Serve(serve, broker.ListenerOptions{Name: "test", AllowAnonymous: cfg.Authenticator == nil})
 	}()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

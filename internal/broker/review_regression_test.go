@@ -226,14 +226,7 @@ func TestReviewQoS2QuotaExceededLeavesId(t *testing.T) {
 // [MQTT-3.3.4-7] [MQTT-3.3.1-1].
 func TestReviewResumeRespectsReceiveMaximum(t *testing.T) {
 	s := startServer(t, broker.Config{})
-	connect := func(rm uint16) (*rawConn, *packet.Connack) {
-		return ftDial(t, s.Addr, packet.Version5, "rq-sub", func(p *packet.Connect) {
-			p.CleanStart = false
-			p.Props.SessionExpiry, p.Props.ReceiveMaximum = 60, rm
-			p.Props.Set(packet.PropSessionExpiry)
-			p.Props.Set(packet.PropReceiveMaximum)
-		})
-	}
+	connect := rqResume(t, s.Addr, "rq-sub")
 	sub, _ := connect(10)
 	sub.ftSub(packet.Version5, "rq/t", 1)
 	pub, _ := ftDial(t, s.Addr, packet.Version5, "rq-pub", nil)
@@ -281,19 +274,24 @@ func TestReviewResumeRespectsReceiveMaximum(t *testing.T) {
 	}
 }
 
-// [MQTT-4.9.0-2] [MQTT-3.3.4-9] QoS 2 messages awaiting PUBCOMP count against the client's
-// new Receive Maximum on resume: with two of them outstanding and Receive Maximum 2, only
-// the PUBRELs are re-sent; the unacknowledged QoS 1 messages wait for a PUBCOMP.
-func TestReviewResumeReceiveMaximumCountsReleased(t *testing.T) {
-	s := startServer(t, broker.Config{})
-	connect := func(rm uint16) (*rawConn, *packet.Connack) {
-		return ftDial(t, s.Addr, packet.Version5, "rq2-sub", func(p *packet.Connect) {
+// rqResume returns a function that connects id (5.0, persistent session) with a Receive Maximum.
+func rqResume(t *testing.T, addr, id string) func(rm uint16) (*rawConn, *packet.Connack) {
+	return func(rm uint16) (*rawConn, *packet.Connack) {
+		return ftDial(t, addr, packet.Version5, id, func(p *packet.Connect) {
 			p.CleanStart = false
 			p.Props.SessionExpiry, p.Props.ReceiveMaximum = 60, rm
 			p.Props.Set(packet.PropSessionExpiry)
 			p.Props.Set(packet.PropReceiveMaximum)
 		})
 	}
+}
+
+// [MQTT-4.9.0-2] [MQTT-3.3.4-9] QoS 2 messages awaiting PUBCOMP count against the client's
+// new Receive Maximum on resume: with two of them outstanding and Receive Maximum 2, only
+// the PUBRELs are re-sent; the unacknowledged QoS 1 messages wait for a PUBCOMP.
+func TestReviewResumeReceiveMaximumCountsReleased(t *testing.T) {
+	s := startServer(t, broker.Config{})
+	connect := rqResume(t, s.Addr, "rq2-sub")
 	sub, _ := connect(10)
 	sub.ftSub(packet.Version5, "rq2/two", 2)
 	pub, _ := ftDial(t, s.Addr, packet.Version5, "rq2-pub", nil)

@@ -1,7 +1,6 @@
 package broker_test
 
 import (
-	"sync"
 	"testing"
 	"time"
 
@@ -52,7 +51,6 @@ func TestSubackFailureLeavesNoSubscription(t *testing.T) {
 // durGate holds back the commit of change sets that add a subscription until released.
 type durGate struct {
 	*state.DB
-	mu      sync.Mutex
 	open    chan struct{}
 	waiting chan struct{}
 }
