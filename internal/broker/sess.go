@@ -198,7 +198,10 @@ func (ss *sess) forget(s *Server, e session.Entry, tx *txn) {
 		tx.cs.Add(op)
 		return
 	}
-	s.persist.Commit(&session.ChangeSet{Ops: []session.Op{op}}, nil)
+	// Lazy: if a crash loses the delete, the entry comes back and is re-sent (QoS 1, as DUP)
+	// or resumed with PUBREL (QoS 2 released): both harmless, and a reused packet id is
+	// stored later, so it makes the delete durable first.
+	s.persist.Commit(&session.ChangeSet{Ops: []session.Op{op}, Lazy: true}, nil)
 }
 
 // resumeLocked re-sends what was in flight, in order, then the queue ([MQTT-4.4.0-1]).

@@ -81,6 +81,11 @@ type Op struct {
 // ChangeSet is a list of changes applied atomically, in order.
 type ChangeSet struct {
 	Ops []Op
+	// Lazy change sets need not be synced on their own: a crash may lose them, and they are
+	// durable once any later change set is (the persister keeps their order). Only for
+	// changes whose loss is harmless: deleting a completed entry (it would be re-sent as
+	// DUP, or resumed with PUBREL, which the client answers).
+	Lazy bool
 }
 
 // Add appends an op.

@@ -89,8 +89,9 @@ func (d *DB) Close() error {
 	return d.db.Close()
 }
 
-// Commit queues cs; done (if not nil) runs on the committer goroutine once cs is durable,
-// or with the error that kept it from being stored.
+// Commit queues cs; done (if not nil) runs on the committer goroutine once cs is durable
+// (a Lazy one: written, durable with the next synced one), or with the error that kept it
+// from being stored. Change sets are applied in the order they are committed.
 func (d *DB) Commit(cs *session.ChangeSet, done func(error)) {
 	d.mu.Lock()
 	if d.closed {
@@ -177,7 +178,14 @@ func (d *DB) write(reqs []request) (err error) {
 	if n == 0 {
 		return nil
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	opt := pebble.NoSync // a batch of lazy change sets only: the next synced batch makes it durable
+	for _, r := range reqs {
+		if !r.cs.Lazy {
+			opt = pebble.Sync
+			break
+		}
+	}
+	if err := b.Commit(opt); err != nil {
 		d.failed = fmt.Errorf("state: write failed, refusing further writes until restart: %w", err)
 		d.log.Error("broker state write failed; QoS 1/2 publications are refused until restart", "err", err)
 		return d.failed

@@ -238,3 +238,31 @@ func TestIncarnation(t *testing.T) {
 		t.Fatalf("Load (-want +got):\n%s", diff)
 	}
 }
+
+// A Lazy change set is written without a sync of its own and is durable with the next
+// synced one, in order: what the broker relies on for deletes of completed entries.
+func TestLazyCommit(t *testing.T) {
+	dir := t.TempDir()
+	d := openT(t, dir)
+	meta := session.Meta{ClientID: "a", ExpiryInterval: 60}
+	e1 := session.Entry{Seq: 1, ID: 1, Delivery: session.Delivery{Msg: msg("t", "1", 1), QoS: 1}}
+	e2 := session.Entry{Seq: 2, ID: 1, Delivery: session.Delivery{Msg: msg("t", "2", 1), QoS: 1}} // the id reused
+	commitT(t, d, session.Op{Kind: session.PutMeta, Meta: meta}, session.Op{Kind: session.PutEntry, ClientID: "a", Entry: e1})
+	done := make(chan error, 1)
+	d.Commit(&session.ChangeSet{Ops: []session.Op{{Kind: session.DeleteEntry, ClientID: "a", Entry: e1}}, Lazy: true},
+		func(err error) { done <- err })
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	commitT(t, d, session.Op{Kind: session.PutEntry, ClientID: "a", Entry: e2})
+	d.Close()
+	d = openT(t, dir)
+	defer d.Close()
+	snap, err := d.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := snap.Sessions[0].Entries; len(got) != 1 || got[0].Seq != 2 {
+		t.Fatalf("entries %+v, want only seq 2", got)
+	}
+}
