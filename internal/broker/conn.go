@@ -104,7 +104,13 @@ func (c *conn) run() error {
 			return fmt.Errorf("tls handshake: %w", err)
 		}
 	}
-	c.br = bufio.NewReaderSize(c.nc, 4096)
+	// crypto/tls already reads whole records into its own buffer: a small one on top is
+	// enough (and an idle connection keeps it); plain TCP reads many packets per syscall.
+	size := 4096
+	if _, ok := c.nc.(*tls.Conn); ok {
+		size = 512
+	}
+	c.br = bufio.NewReaderSize(c.nc, size)
 	if err := c.connect(); err != nil {
 		return err
 	}
