@@ -122,23 +122,7 @@ func TestConformanceV311DupNotPropagated(t *testing.T) {
 
 // [MQTT-3.3.1-12] (3.1.1) A PUBLISH with RETAIN 0 is not stored and neither removes nor
 // replaces the retained message of its topic (not even with an empty payload).
-func TestConformanceV311RetainZeroLeavesRetained(t *testing.T) {
-	s := startServer(t, broker.Config{})
-	pub, _ := ftDial(t, s.Addr, cf4, "cf4-k-pub", nil)
-	pub.ftPub1(cf4, &packet.Publish{QoS: 1, Retain: true, Topic: "k/t", PacketID: 1, Payload: []byte("two")})
-	pub.ftPub1(cf4, &packet.Publish{QoS: 1, Topic: "k/t", PacketID: 2, Payload: []byte("live")})
-	pub.ftPub1(cf4, &packet.Publish{QoS: 1, Topic: "k/t", PacketID: 3})
-	pub.ftPub1(cf4, &packet.Publish{QoS: 1, Topic: "k/u", PacketID: 4, Payload: []byte("never")})
-	sub, _ := ftDial(t, s.Addr, cf4, "cf4-k-sub", nil)
-	sub.ftSub(cf4, "k/#", 1)
-	m := sub.ftReadPublish(cf4)
-	if m.Topic != "k/t" || string(m.Payload) != "two" || !m.Retain {
-		t.Fatalf("retained %s=%q retain=%v, want k/t=two retain=1", m.Topic, m.Payload, m.Retain)
-	}
-	sub.ftAck(cf4, packet.PUBACK, m.PacketID)
-	sub.expectSilence(300 * time.Millisecond)
-	checkAlive(t, s.Addr)
-}
+func TestConformanceV311RetainZeroLeavesRetained(t *testing.T) { cfRetainZero(t, cf4) }
 
 // [MQTT-3.10.4-3] (3.1.1) UNSUBSCRIBE does not abandon QoS 1 and QoS 2 deliveries already
 // started: after the UNSUBACK a PUBREC still gets PUBREL, and when the (persistent) session

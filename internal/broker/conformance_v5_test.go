@@ -286,20 +286,24 @@ func TestConformanceV5ConnackWithinMaximumPacketSize(t *testing.T) {
 
 // [MQTT-3.3.1-8] A PUBLISH with RETAIN 0 is not stored as a retained message and neither
 // replaces nor removes the existing one (not even with an empty payload).
-func TestConformanceV5RetainZeroLeavesRetained(t *testing.T) {
+func TestConformanceV5RetainZeroLeavesRetained(t *testing.T) { cfRetainZero(t, ft5) }
+
+// cfRetainZero: RETAIN 0 publications (one with an empty payload) leave the topic's retained
+// message alone and are not retained themselves.
+func cfRetainZero(t *testing.T, v byte) {
 	s := startServer(t, broker.Config{})
-	pub, _ := ftDial(t, s.Addr, ft5, "cf-r0-pub", nil)
-	pub.ftPub1(ft5, &packet.Publish{QoS: 1, Retain: true, Topic: "r0/t", PacketID: 1, Payload: []byte("a")})
-	pub.ftPub1(ft5, &packet.Publish{QoS: 1, Topic: "r0/t", PacketID: 2, Payload: []byte("b")})
-	pub.ftPub1(ft5, &packet.Publish{QoS: 1, Topic: "r0/t", PacketID: 3})
-	pub.ftPub1(ft5, &packet.Publish{QoS: 1, Topic: "r0/u", PacketID: 4, Payload: []byte("c")})
-	sub, _ := ftDial(t, s.Addr, ft5, "cf-r0-sub", nil)
-	sub.ftSub(ft5, "r0/#", 1)
-	m := sub.ftReadPublish(ft5)
+	pub, _ := ftDial(t, s.Addr, v, "cf-r0-pub", nil)
+	pub.ftPub1(v, &packet.Publish{QoS: 1, Retain: true, Topic: "r0/t", PacketID: 1, Payload: []byte("a")})
+	pub.ftPub1(v, &packet.Publish{QoS: 1, Topic: "r0/t", PacketID: 2, Payload: []byte("b")})
+	pub.ftPub1(v, &packet.Publish{QoS: 1, Topic: "r0/t", PacketID: 3})
+	pub.ftPub1(v, &packet.Publish{QoS: 1, Topic: "r0/u", PacketID: 4, Payload: []byte("c")})
+	sub, _ := ftDial(t, s.Addr, v, "cf-r0-sub", nil)
+	sub.ftSub(v, "r0/#", 1)
+	m := sub.ftReadPublish(v)
 	if m.Topic != "r0/t" || string(m.Payload) != "a" || !m.Retain {
 		t.Fatalf("retained %s=%q retain=%v, want r0/t=a retain=1", m.Topic, m.Payload, m.Retain)
 	}
-	sub.ftAck(ft5, packet.PUBACK, m.PacketID)
+	sub.ftAck(v, packet.PUBACK, m.PacketID)
 	sub.expectSilence(300 * time.Millisecond) // r0/u was never retained
 	if n := s.Stats().Retained; n != 1 {
 		t.Fatalf("%d retained messages, want 1", n)
