@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -81,6 +83,10 @@ func (s *security) Authenticate(_ context.Context, req *broker.ConnectRequest) (
 		if err != nil {
 			return fail("certificate_without_device_id", packet.NotAuthorized, "")
 		}
+		keys := certKeys(req.TLS.PeerCertificates)
+		if s.revokedExternally(keys) { // a CRL reloaded since the handshake
+			return fail("certificate_revoked", packet.NotAuthorized, "")
+		}
 		id := auth.Identity{Device: device, Role: auth.RoleDevice}
 		cid, err := auth.ResolveClientID(id, req.ClientID)
 		if err != nil {
@@ -88,7 +94,7 @@ func (s *security) Authenticate(_ context.Context, req *broker.ConnectRequest) (
 		}
 		s.record(audit.TypeConnect, map[string]string{"device": device, "client_id": cid, "remote": remote, "listener": req.Listener})
 		return &broker.Client{ClientID: cid, Listener: req.Listener, Remote: req.Remote, ValidUntil: certExpiry(req.TLS),
-			Attrs: map[string]string{"role": auth.RoleDevice, "device": device, "cert": pki.CertKey(leaf)}}, nil
+			Attrs: map[string]string{"role": auth.RoleDevice, "device": device, "cert": keys}}, nil
 	}
 	if !req.HasUsername {
 		return nil, fmt.Errorf("%w: no credentials", packet.NotAuthorized) // anonymous: the listener decides
@@ -117,6 +123,28 @@ func (s *security) Authenticate(_ context.Context, req *broker.ConnectRequest) (
 	s.record(audit.TypeConnect, map[string]string{"username": u.Name, "role": u.Role, "client_id": cid, "remote": remote, "listener": req.Listener})
 	return &broker.Client{ClientID: cid, Username: u.Name, Listener: req.Listener, Remote: req.Remote,
 		Attrs: map[string]string{"role": u.Role}}, nil
+}
+
+// certKeys names the certificates of a client's chain (leaf and intermediates it sent) as a
+// CRL revokes them, space-separated: a new CRL that revokes any of them ends the session.
+func certKeys(chain []*x509.Certificate) string {
+	keys := make([]string, len(chain))
+	for i, c := range chain {
+		keys[i] = pki.CertKey(c)
+	}
+	return strings.Join(keys, " ")
+}
+
+// revokedExternally reports whether an external CA's current CRL revokes one of keys.
+func (s *security) revokedExternally(keys string) bool {
+	for _, ext := range s.external {
+		for _, k := range strings.Fields(keys) {
+			if ext.Revoked(k) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // certExpiry is when the first certificate of the client's chain expires: the session
@@ -258,7 +286,7 @@ func (s *security) reloadExternal(srv *broker.Server) {
 		s.record(audit.TypeConfigChange, map[string]string{"setting": "client_ca", "action": "reloaded"})
 		kicked := map[string]string{}
 		srv.KickWhere(func(c *broker.Client) bool {
-			if key := c.Attrs["cert"]; key != "" && ext.Revoked(key) {
+			if s.revokedExternally(c.Attrs["cert"]) {
 				kicked[c.ClientID] = c.Attrs["device"]
 				return true
 			}

@@ -362,12 +362,13 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 		opts   packet.Subscription
 	}
 	var sendRetained []retainReq
-	// made lists what this SUBSCRIBE changed, undone if it cannot be stored: a SUBACK that
-	// says failure leaves no subscription behind [MQTT-3.8.4-5] (3.1.1) / [MQTT-3.9.3-1].
+	// made lists the subscriptions this SUBSCRIBE made, undone if it cannot be stored: a
+	// SUBACK that says failure leaves no subscription on that filter behind
+	// [MQTT-3.8.4-5] (3.1.1) / [MQTT-3.9.3-1] (the store refuses every write after a failure;
+	// after a restart it has what was stored before).
 	type change struct {
-		filter  string
-		old     session.Subscription
-		existed bool
+		filter string
+		stored session.Subscription
 	}
 	var made []change
 	for i, sub := range p.Subs {
@@ -391,7 +392,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 			continue
 		}
 		ss.mu.Lock()
-		old, existed := ss.st.Subs[sub.Filter]
+		_, existed := ss.st.Subs[sub.Filter]
 		if !existed && len(ss.st.Subs) >= s.cfg.MaxSubscriptions {
 			ss.mu.Unlock()
 			reasons[i] = packet.QuotaExceeded // T85
@@ -405,7 +406,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 		}
 		ss.mu.Unlock()
 		s.subs.Add(sub.Filter, ss, trieSub(stored))
-		made = append(made, change{sub.Filter, old, existed})
+		made = append(made, change{sub.Filter, stored})
 		reasons[i] = packet.ReasonCode(sub.QoS) // [MQTT-3.8.4-?] granted QoS
 		if !shared && (sub.RetainHandling == 0 || sub.RetainHandling == 1 && !existed) {
 			sendRetained = append(sendRetained, retainReq{inner, sub}) // [MQTT-3.3.1-9] [MQTT-3.3.1-10]
@@ -438,13 +439,11 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 			}
 			ss.mu.Lock()
 			for _, ch := range made {
-				if ch.existed {
-					ss.st.Subs[ch.filter] = ch.old
-					s.subs.Add(ch.filter, ss, trieSub(ch.old))
-				} else {
-					delete(ss.st.Subs, ch.filter)
-					s.subs.Remove(ch.filter, ss)
+				if cur, ok := ss.st.Subs[ch.filter]; ss.ended || !ok || cur != ch.stored {
+					continue // changed again since (or the session ended): not this SUBSCRIBE's to undo
 				}
+				delete(ss.st.Subs, ch.filter)
+				s.subs.Remove(ch.filter, ss)
 			}
 			ss.mu.Unlock()
 		}

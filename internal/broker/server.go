@@ -139,6 +139,9 @@ func (s *Server) restore(snap *session.Snapshot) {
 			s.subs.Add(sub.Filter, ss, trieSub(sub))
 		}
 		for _, e := range st.Entries {
+			if !e.Sent && e.Delivery.Msg.Expired(now) {
+				continue // expired while stored [MQTT-3.3.2-5] (a released QoS 2 entry resumes with PUBREL)
+			}
 			// An entry that may have reached the client goes again with DUP set [MQTT-3.3.1-1]
 			// (a QoS 2 entry acknowledged with PUBREC is resumed with PUBREL instead).
 			e.Dup = e.Seq <= st.Meta.SentThrough

@@ -65,6 +65,11 @@ func (ss *sess) meta() session.Meta {
 		for _, e := range ss.st.Inflight {
 			m.SentThrough = max(m.SentThrough, e.Seq)
 		}
+		for _, e := range ss.st.Queue {
+			if e.Dup { // sent on an earlier connection and queued again (Requeue)
+				m.SentThrough = max(m.SentThrough, e.Seq)
+			}
+		}
 	}
 	if c := ss.client.Load(); c != nil {
 		m.Username, m.Attrs, m.Anonymous = c.Username, c.Attrs, c.Anonymous

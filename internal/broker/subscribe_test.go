@@ -1,6 +1,8 @@
 package broker_test
 
 import (
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -103,4 +105,49 @@ func TestRetainedNotAfterNewer(t *testing.T) {
 	if got[0] != "new" && got[1] != "new" {
 		t.Fatalf("got %v, want new and the SUBACK", got)
 	}
+}
+
+type failPairs struct {
+	*state.DB
+	mu   sync.Mutex
+	held []func(error)
+}
+
+func (f *failPairs) Commit(cs *session.ChangeSet, done func(error)) {
+	if !durHasOp(cs, func(op *session.Op) bool { return op.Kind == session.PutSub }) {
+		f.DB.Commit(cs, done)
+		return
+	}
+	f.mu.Lock()
+	f.held = append(f.held, done)
+	if len(f.held) < 2 {
+		f.mu.Unlock()
+		return
+	}
+	h := f.held
+	f.held = nil
+	f.mu.Unlock()
+	go func() {
+		for _, d := range h {
+			d(errors.New("injected"))
+		}
+	}()
+}
+
+// [MQTT-3.8.4-5] (3.1.1) Two SUBSCRIBEs of one filter whose commits both fail leave no
+// subscription, whatever order their undo runs in (review finding).
+func TestSubackFailureTwice(t *testing.T) {
+	f := &failPairs{DB: durOpen(t, t.TempDir())}
+	srv := durStart(t, broker.Config{Persister: f})
+	sub, _ := durDial(t, srv.addr, durV31, "rb-sub", false, 0)
+	b := packet.AppendSubscribe(nil, &packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: "rb/t", QoS: 1}}}, durV31)
+	b = packet.AppendSubscribe(b, &packet.Subscribe{PacketID: 2, Subs: []packet.Subscription{{Filter: "rb/t", QoS: 0}}}, durV31)
+	sub.write(b)
+	sub.expect("90 03 00 01 80")
+	sub.expect("90 03 00 02 80")
+	pub, _ := durDial(t, srv.addr, durV31, "rb-pub", true, 0)
+	if rc := pub.durPub1(durV31, 1, "rb/t", "x", false); rc != packet.Success {
+		t.Fatalf("PUBACK %#x", byte(rc))
+	}
+	sub.expectSilence(500 * time.Millisecond)
 }

@@ -49,12 +49,13 @@ func (c *conn) flush() {
 		c.outMu.Lock()
 		if len(c.pending) == 0 {
 			c.pending = nil
-			c.flushing = false
-			closing := c.closing
-			c.outMu.Unlock()
-			if closing {
+			if c.closing { // flushing stays set: no second flusher while this one ends the write side
+				c.outMu.Unlock()
 				c.endWriter()
+				return
 			}
+			c.flushing = false
+			c.outMu.Unlock()
 			return
 		}
 		buf, c.pending = c.pending, buf[:0]
