@@ -42,7 +42,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfgPath := fs.String("config", "", "configuration file (TOML); without it the embedded defaults are used (see \"vitalmq config\")")
 	dataDirFlag := fs.String("data-dir", "", "data directory (overrides storage.data_dir)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: vitalmq serve [--config FILE]\n\nRuns the broker. Without --config it listens on 127.0.0.1:1883 (MQTT) and\n127.0.0.1:8083/mqtt (WebSocket), loopback only. \"vitalmq config\" prints every setting.\n\n")
+		fmt.Fprintf(stderr, "Usage: vitalmq serve [--config FILE]\n\nRuns the broker. Without --config it listens on :8883 (MQTT over TLS) and :8884/mqtt\n(secure WebSocket), with the built-in CA it creates in the data directory on first start;\nno plaintext, no anonymous access. \"vitalmq config\" prints every setting.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -556,15 +556,22 @@ func TestConformanceV5QoS2UnacknowledgedUntilPubrec(t *testing.T) {
 	atkAbort(sub)
 	cfWaitConnected(t, s, 1)
 	sub = cfResume(t, s.Addr, ft5, "cf-q2r", 60, true)
+	cfResentQoS2(t, sub, m, "q2r/t", "two")
+	checkAlive(t, s.Addr)
+}
+
+// cfResentQoS2 expects m again on a resumed session, as DUP with the same packet id, and
+// completes its QoS 2 flow: PUBREC, then PUBREL [MQTT-4.3.3-13], then PUBCOMP.
+func cfResentQoS2(t *testing.T, sub *rawConn, m *packet.Publish, topic, payload string) {
+	t.Helper()
 	r := sub.ftReadPublish(ft5)
-	if !r.Dup || r.QoS != 2 || r.PacketID != m.PacketID || r.Topic != "q2r/t" || string(r.Payload) != "two" {
-		t.Fatalf("resent %+v, want DUP=1 QoS 2 id %d", r, m.PacketID)
+	if !r.Dup || r.QoS != 2 || r.PacketID != m.PacketID || r.Topic != topic || string(r.Payload) != payload {
+		t.Fatalf("resent %+v, want the sent QoS 2 PUBLISH again (DUP=1, id %d)", r, m.PacketID)
 	}
 	sub.ftAck(ft5, packet.PUBREC, r.PacketID)
 	sub.expect("62 02 " + cfHex(r.PacketID))
 	sub.ftAck(ft5, packet.PUBCOMP, r.PacketID)
 	sub.cfPing()
-	checkAlive(t, s.Addr)
 }
 
 // [MQTT-4.3.3-7] Once a QoS 2 PUBLISH has been sent, message expiry no longer applies to
@@ -601,14 +608,7 @@ func TestConformanceV5QoS2SentIgnoresExpiry(t *testing.T) {
 	})
 
 	sub = cfResume(t, s.Addr, ft5, "cf-mx", 60, true)
-	r := sub.ftReadPublish(ft5)
-	if !r.Dup || r.QoS != 2 || r.PacketID != m.PacketID || string(r.Payload) != "short-lived" {
-		t.Fatalf("after expiry got %+v, want the sent QoS 2 PUBLISH again (DUP=1, id %d) [MQTT-4.3.3-7]", r, m.PacketID)
-	}
-	sub.ftAck(ft5, packet.PUBREC, r.PacketID)
-	sub.expect("62 02 " + cfHex(r.PacketID)) // [MQTT-4.3.3-13]
-	sub.ftAck(ft5, packet.PUBCOMP, r.PacketID)
-	sub.cfPing()
+	cfResentQoS2(t, sub, m, "mx/t", "short-lived") // after its expiry [MQTT-4.3.3-7]
 	checkAlive(t, s.Addr)
 }
 

@@ -96,21 +96,25 @@ func (c *conn) queue(enc func([]byte) []byte) {
 	if !c.closing {
 		n := len(c.pending)
 		c.pending = enc(c.pending)
-		if len(c.pending)-n > c.maxOut {
-			c.pending = c.pending[:n]
-		}
+		c.fitLocked(n)
 	}
 	c.unlockFlush()
+}
+
+// fitLocked discards the packet appended to pending after its first n bytes when it is
+// larger than the client's Maximum Packet Size [MQTT-3.1.2-24]. Called with outMu held.
+func (c *conn) fitLocked(n int) {
+	if len(c.pending)-n > c.maxOut {
+		c.pending = c.pending[:n]
+	}
 }
 
 func (c *conn) sendAck(a *packet.Ack) {
 	c.outMu.Lock()
 	if !c.closing {
 		n := len(c.pending)
-		c.pending = packet.AppendAck(c.pending, a, c.version)
-		if len(c.pending)-n > c.maxOut {
-			c.pending = c.pending[:n] // [MQTT-3.1.2-24]
-		}
+		c.pending = packet.AppendAck(c.pending, a, c.version) // not through queue: no closure per acknowledgement
+		c.fitLocked(n)
 	}
 	c.unlockFlush()
 }
