@@ -48,14 +48,12 @@ type conn struct {
 	pubRate     *limiter.Bucket // publications per second; nil: unlimited
 	byteRate    *limiter.Bucket // published bytes per second; nil: unlimited
 
-	// decoded packets, reused
-	pub   packet.Publish
-	ack   packet.Ack
-	sub   packet.Subscribe
-	unsub packet.Unsubscribe
-	disc  packet.Disconnect
-	tx    txn       // scratch for the durable changes of the packet being handled
-	now   time.Time // when the packet being handled was read
+	// decoded packets, reused; allocated on first use, so that connections that never
+	// publish (dashboards) or acknowledge (devices) do not carry them
+	pub *packet.Publish
+	ack *packet.Ack
+	tx  txn       // scratch for the durable changes of the packet being handled
+	now time.Time // when the packet being handled was read
 	// commits counts acknowledgements waiting for a group commit: while any is, later ones
 	// queue behind it, so the client sees them in order.
 	commits atomic.Int32
@@ -82,6 +80,19 @@ func newConn(s *Server, nc net.Conn, opts ListenerOptions) *conn {
 var errClose = errors.New("connection closed")
 
 func (c *conn) serve() {
+	c.guard(c.open, func() {
+		// The TLS handshake, CONNECT and authentication grow a goroutine's stack to 8 KiB or
+		// more, and the runtime only shrinks a stack to four times what is in use. An idle
+		// connection parks in its read loop for hours: a fresh goroutine keeps the stack that
+		// loop needs (half, in this broker) for every connection held.
+		c.s.wg.Add(1) // this goroutine still holds its own count: Close cannot miss it
+		go c.guard(c.loop, nil)
+	})
+}
+
+// guard runs f, turning a panic into a closed connection, and calls next when f returns
+// nil; otherwise the connection ends with f's error.
+func (c *conn) guard(f func() error, next func()) {
 	defer c.s.wg.Done()
 	var err error
 	defer func() {
@@ -89,18 +100,20 @@ func (c *conn) serve() {
 			c.s.logPanic("connection", r)
 			err = fmt.Errorf("%w: internal error", packet.ImplementationSpecificError)
 		}
-		c.finish(err)
+		if err != nil || next == nil {
+			c.finish(err)
+		}
 	}()
-	err = c.run()
+	if err = f(); err == nil && next != nil {
+		next()
+	}
 }
 
-func (c *conn) run() error {
+// open runs the TLS handshake and the MQTT one (CONNECT to CONNACK).
+func (c *conn) open() error {
 	c.nc.SetDeadline(time.Now().Add(c.s.cfg.ConnectTimeout)) // CONNECT deadline from accept (T28, T29)
 	if tc, ok := c.nc.(*tls.Conn); ok {
-		ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.ConnectTimeout)
-		err := tc.HandshakeContext(ctx)
-		cancel()
-		if err != nil {
+		if err := tc.Handshake(); err != nil { // under the deadline above
 			return fmt.Errorf("tls handshake: %w", err)
 		}
 	}
@@ -115,6 +128,11 @@ func (c *conn) run() error {
 		return err
 	}
 	c.nc.SetWriteDeadline(time.Time{})
+	return nil
+}
+
+// loop reads and handles packets until the connection ends.
+func (c *conn) loop() error {
 	for {
 		dl := time.Now().Add(c.keepAlive + c.keepAlive/2) // [MQTT-3.1.2-22] 1.5 × keep alive
 		if v := c.client.ValidUntil; !v.IsZero() && v.Before(dl) {

@@ -19,20 +19,25 @@ func (c *conn) handle(h packet.FixedHeader, body []byte) error {
 	case packet.PUBLISH:
 		return c.handlePublish(h, body)
 	case packet.PUBACK, packet.PUBREC, packet.PUBREL, packet.PUBCOMP:
-		if err := packet.DecodeAck(&c.ack, h.Type, body, c.version); err != nil {
+		if c.ack == nil {
+			c.ack = new(packet.Ack)
+		}
+		if err := packet.DecodeAck(c.ack, h.Type, body, c.version); err != nil {
 			return err
 		}
-		return c.handleAck(&c.ack)
+		return c.handleAck(c.ack)
 	case packet.SUBSCRIBE:
-		if err := packet.DecodeSubscribe(&c.sub, body, c.version); err != nil {
+		var p packet.Subscribe
+		if err := packet.DecodeSubscribe(&p, body, c.version); err != nil {
 			return err
 		}
-		return c.handleSubscribe(&c.sub)
+		return c.handleSubscribe(&p)
 	case packet.UNSUBSCRIBE:
-		if err := packet.DecodeUnsubscribe(&c.unsub, body, c.version); err != nil {
+		var p packet.Unsubscribe
+		if err := packet.DecodeUnsubscribe(&p, body, c.version); err != nil {
 			return err
 		}
-		return c.handleUnsubscribe(&c.unsub)
+		return c.handleUnsubscribe(&p)
 	case packet.PINGREQ:
 		if len(body) != 0 {
 			return fmt.Errorf("%w: pingreq with a body", packet.MalformedPacket)
@@ -40,15 +45,17 @@ func (c *conn) handle(h packet.FixedHeader, body []byte) error {
 		c.queue(func(b []byte) []byte { return packet.AppendPing(b, packet.PINGRESP) }) // [MQTT-3.12.4-1]
 		return nil
 	case packet.DISCONNECT:
-		if err := packet.DecodeDisconnect(&c.disc, h.Type, body, c.version); err != nil {
+		var p packet.Disconnect
+		if err := packet.DecodeDisconnect(&p, h.Type, body, c.version); err != nil {
 			return err
 		}
-		return c.handleDisconnect(&c.disc)
+		return c.handleDisconnect(&p)
 	case packet.AUTH:
-		if err := packet.DecodeDisconnect(&c.disc, h.Type, body, c.version); err != nil {
+		var p packet.Disconnect // AUTH has the same shape
+		if err := packet.DecodeDisconnect(&p, h.Type, body, c.version); err != nil {
 			return err
 		}
-		if c.authMethod == "" || c.disc.Props.AuthMethod != c.authMethod {
+		if c.authMethod == "" || p.Props.AuthMethod != c.authMethod {
 			return fmt.Errorf("%w: auth without the connection's authentication method", packet.ProtocolError) // §4.12
 		}
 		return fmt.Errorf("%w: re-authentication is not supported", packet.ImplementationSpecificError)
@@ -63,7 +70,10 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 	c.pace(c.pubRate, 1, c.s.cfg.PublishRate)
 	c.pace(c.byteRate, h.Size(), c.s.cfg.PublishByteRate)
 	now := c.now
-	p := &c.pub
+	if c.pub == nil {
+		c.pub = new(packet.Publish)
+	}
+	p := c.pub
 	if err := packet.DecodePublish(p, h.Flags, body, c.version); err != nil {
 		return err
 	}
