@@ -66,11 +66,13 @@ type Config struct {
 	MaxQueuedBytes    int
 	// FlowControlWait: when a connected subscriber that keeps acknowledging has more than
 	// half of MaxQueuedMessages or MaxQueuedBytes queued, a QoS 1/2 publisher whose message
-	// went into that queue is not read from until the queue is down to a quarter, for at
-	// most this long; so fast publishers slow down to what subscribers take instead of
-	// their messages being dropped at a full queue. A subscriber that acknowledged nothing
-	// for this long is not waited for (a stalled one must not stall publishers, T76).
-	// Default 1s; negative disables (a full queue drops, counted).
+	// went into that queue is not read from until the queue is down to a quarter; when the
+	// queue is full, the publication waits for room before it is acknowledged. At most
+	// this long per publication; so publishers slow down to what subscribers take instead
+	// of their messages being dropped at a full queue (also when thousands of devices each
+	// send one message at once). A subscriber that acknowledged nothing for this long is
+	// not waited for (a stalled one must not stall publishers, T76). Default 1s; negative
+	// disables (a full queue drops, counted).
 	FlowControlWait time.Duration
 	// MaxPendingWrite caps encoded bytes waiting for a client's socket; past it QoS 0
 	// messages to that client are dropped. Default 1 MiB. Stops slow consumers (T76).

@@ -117,6 +117,62 @@ func TestFlowControlFanInLossless(t *testing.T) {
 	}
 }
 
+// More devices than the subscriber's queue holds each send one message at once (issue 5,
+// scenario 6: 10,000 devices, a 1,000-message queue): pausing a publisher after its message
+// cannot help, so a publication that finds a connected, acknowledging subscriber's queue
+// full waits for room before it is acknowledged, instead of being dropped.
+func TestFlowControlFullQueueWaits(t *testing.T) {
+	s := startServer(t, broker.Config{MaxQueuedMessages: 4, MaxInflight: 4, FlowControlWait: 30 * time.Second,
+		PublishRate: -1, PublishByteRate: -1, ConnectionRate: 1e6, ConnectionBurst: 1e6})
+	sub, _ := ftDial(t, s.Addr, packet.Version5, "fc-sub", func(p *packet.Connect) { p.KeepAlive = 120 })
+	sub.ftSub(packet.Version5, "fc/#", 1)
+	read := func() *packet.Publish {
+		t.Helper()
+		b, err := sub.readPacket(10 * time.Second)
+		if err != nil {
+			t.Fatalf("subscriber: %v", err)
+		}
+		var p packet.Publish
+		if err := packet.DecodePublish(&p, b[0]&0x0f, b[2:], packet.Version5); err != nil {
+			t.Fatal(err)
+		}
+		return &p
+	}
+	ack := func(p *packet.Publish) {
+		sub.write(packet.AppendAck(nil, &packet.Ack{Type: packet.PUBACK, PacketID: p.PacketID}, packet.Version5))
+	}
+	// One acknowledged delivery first: the subscriber is connected and acknowledging.
+	if err := fcPublisher(t, s.Addr, "warm", 1, false); err != nil {
+		t.Fatal(err)
+	}
+	ack(read())
+
+	const devices = 12 // three times the queue
+	errs := make(chan error, devices)
+	for i := range devices {
+		go func() { errs <- fcPublisher(t, s.Addr, fmt.Sprintf("d%d", i), 1, false) }()
+	}
+	// The queue fills (4 in flight, unacknowledged) while all 12 publications arrive.
+	held := []*packet.Publish{read(), read(), read(), read()}
+	eventually(t, 10*time.Second, "every publication to reach the broker", func() bool {
+		return s.Stats().Received == devices+1
+	})
+	for _, p := range held {
+		ack(p)
+	}
+	for got := len(held); got < devices; got++ {
+		ack(read())
+	}
+	for range devices {
+		if err := <-errs; err != nil {
+			t.Error(err) // a PUBACK 0x97: the publication was dropped at the full queue
+		}
+	}
+	if d := s.Stats().Dropped; d != 0 {
+		t.Fatalf("%d messages dropped, want 0", d)
+	}
+}
+
 // A subscriber that stops reading does not stall publishers: it acknowledged nothing for
 // FlowControlWait, so nobody waits for it; its full queue drops (counted), per policy (T76).
 func TestFlowControlStalledSubscriber(t *testing.T) {

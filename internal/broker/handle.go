@@ -119,6 +119,7 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 	c.s.stats.received.Add(1)
 	tx := &c.tx
 	tx.reset()
+	tx.from = c.ss
 	// Past the memory budget, new publications are shed (nothing acknowledged is dropped);
 	// clearing a retained message frees memory and always goes through.
 	shed := c.s.overloaded.Load() && reason == packet.Success && !(p.Retain && len(p.Payload) == 0)
@@ -186,24 +187,12 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 }
 
 // yield stops reading from this publisher while a subscriber its message went to works
-// through a congested queue, for at most Config.FlowControlWait: TCP slows the publisher
-// down instead of the queue overflowing. Not for its own session (it could not read its
-// acknowledgements meanwhile).
+// through a congested queue, for at most Config.FlowControlWait per publication (counting
+// any wait for room in route): TCP slows the publisher down instead of the queue
+// overflowing. Not for its own session (it could not read its acknowledgements meanwhile).
 func (c *conn) yield(tx *txn) {
-	if len(tx.congested) == 0 {
-		return
-	}
-	t := time.NewTimer(c.s.cfg.FlowControlWait)
-	defer t.Stop()
 	for _, g := range tx.congested {
-		if g.ss == c.ss {
-			continue
-		}
-		select {
-		case <-g.drained:
-		case <-t.C:
-			return
-		case <-c.s.quit:
+		if g.ss != c.ss && !tx.wait(c.s, g.drained) {
 			return
 		}
 	}

@@ -151,7 +151,17 @@ func (s *Server) route(msg *session.Message, tx *txn, now time.Time) int {
 		if !t.s.mayReceive(s, msg.Topic) {
 			continue
 		}
-		if t.s.deliver(s, session.Delivery{Msg: msg, QoS: t.qos, Retain: t.retain, SubIDs: t.subIDs, Group: t.group}, now, tx) {
+		d := session.Delivery{Msg: msg, QoS: t.qos, Retain: t.retain, SubIDs: t.subIDs, Group: t.group}
+		ok := t.s.deliver(s, d, now, tx)
+		for !ok && tx.room != nil { // a connected subscriber without room: the publisher waits
+			room := tx.room
+			tx.room = nil
+			if !tx.wait(s, room) {
+				tx.from = nil // waited long enough: this publication drops at full queues now
+			}
+			ok = t.s.deliver(s, d, now, tx)
+		}
+		if ok {
 			delivered++
 		}
 	}

@@ -124,15 +124,16 @@ func (ss *sess) deliver(s *Server, d session.Delivery, now time.Time, tx *txn) b
 	}
 	e, ok := ss.st.Enqueue(d, s.cfg.MaxQueuedMessages, s.cfg.MaxQueuedBytes)
 	if !ok {
+		if tx.from != nil && tx.from != ss && ss.acknowledgingLocked(s, now) {
+			tx.room = ss.drainedLocked() // the publisher waits for room instead (flow control)
+			return false
+		}
 		s.dropped("session queue full", ss.clientID)
 		tx.dropped++
 		return false
 	}
-	if ss.conn != nil && s.cfg.FlowControlWait > 0 && ss.backlogLocked(s, 2) && now.Sub(ss.lastAck) < s.cfg.FlowControlWait {
-		if ss.drained == nil {
-			ss.drained = make(chan struct{})
-		}
-		tx.congested = append(tx.congested, congestion{ss, ss.drained})
+	if ss.backlogLocked(s, 2) && ss.acknowledgingLocked(s, now) {
+		tx.congested = append(tx.congested, congestion{ss, ss.drainedLocked()})
 	}
 	if s.persist == nil {
 		ss.pumpLocked(s, now, nil)
@@ -154,6 +155,22 @@ func (ss *sess) deliver(s *Server, d session.Delivery, now time.Time, tx *txn) b
 // ss.mu held.
 func (ss *sess) backlogLocked(s *Server, part int) bool {
 	return len(ss.st.Queue)*part > s.cfg.MaxQueuedMessages || ss.st.QueuedBytes*part > s.cfg.MaxQueuedBytes
+}
+
+// acknowledgingLocked reports whether the session's client is connected and acknowledged a
+// delivery within Config.FlowControlWait: publishers may wait for its queue (a stalled or
+// offline client is never waited for, T76). Called with ss.mu held.
+func (ss *sess) acknowledgingLocked(s *Server, now time.Time) bool {
+	return ss.conn != nil && s.cfg.FlowControlWait > 0 && now.Sub(ss.lastAck) < s.cfg.FlowControlWait
+}
+
+// drainedLocked returns the channel closed when the queue is down to a quarter (or the
+// client gone). Called with ss.mu held.
+func (ss *sess) drainedLocked() chan struct{} {
+	if ss.drained == nil {
+		ss.drained = make(chan struct{})
+	}
+	return ss.drained
 }
 
 // committed removes seq from the entries waiting for their commit. Called with ss.mu held.

@@ -26,6 +26,13 @@ type txn struct {
 	// congested are the connected sessions whose queue this transaction filled past half:
 	// the publisher waits for them (Config.FlowControlWait).
 	congested []congestion
+	// from is the publishing client's session when the publisher may be made to wait (a
+	// network publication); nil: a full queue drops at once. room is set by a connected,
+	// acknowledging session that had no room for a delivery: closed once it has some.
+	// until ends this publication's waiting (Config.FlowControlWait after the first wait).
+	from  *sess
+	room  chan struct{}
+	until time.Time
 }
 
 type congestion struct {
@@ -46,6 +53,28 @@ func (t *txn) reset() {
 	t.dropped = 0
 	clear(t.congested)
 	t.congested = t.congested[:0]
+	t.from, t.room, t.until = nil, nil, time.Time{}
+}
+
+// wait blocks until ch is closed and reports true, or false once this publication has
+// waited Config.FlowControlWait in all, or the server is closing.
+func (t *txn) wait(s *Server, ch <-chan struct{}) bool {
+	if t.until.IsZero() {
+		t.until = time.Now().Add(s.cfg.FlowControlWait)
+	}
+	d := time.Until(t.until)
+	if d <= 0 {
+		return false
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-timer.C:
+	case <-s.quit:
+	}
+	return false
 }
 
 // commit makes tx durable and then releases its entries to their sessions and calls
