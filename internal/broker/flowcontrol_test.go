@@ -173,6 +173,46 @@ func TestFlowControlFullQueueWaits(t *testing.T) {
 	}
 }
 
+// A publication waits for room at most FlowControlWait: a subscriber that acknowledged
+// recently but stopped costs the publisher that long, then the message is refused (0x97).
+func TestFlowControlRoomWaitBounded(t *testing.T) {
+	const wait = 300 * time.Millisecond
+	s := startServer(t, broker.Config{MaxQueuedMessages: 2, MaxInflight: 2, FlowControlWait: wait,
+		PublishRate: -1, PublishByteRate: -1})
+	sub, _ := ftDial(t, s.Addr, packet.Version5, "fc-sub", nil)
+	sub.ftSub(packet.Version5, "fc/#", 1)
+	pub, _ := ftDial(t, s.Addr, packet.Version5, "fc-pub", nil)
+	publish := func(id uint16) (packet.ReasonCode, time.Duration) {
+		t.Helper()
+		start := time.Now()
+		pub.write(packet.AppendPublish(nil, &packet.Publish{QoS: 1, PacketID: id, Topic: "fc/x", Payload: []byte{byte(id)}}, packet.Version5))
+		b, err := pub.readPacket(5 * time.Second)
+		if err != nil || packet.Type(b[0]>>4) != packet.PUBACK {
+			t.Fatalf("publication %d: % x, %v", id, b, err)
+		}
+		if len(b) > 4 {
+			return packet.ReasonCode(b[4]), time.Since(start)
+		}
+		return packet.Success, time.Since(start)
+	}
+	publish(1)
+	p := sub.ftReadPublish(packet.Version5) // acknowledged: the subscriber counts as reading
+	sub.write(packet.AppendAck(nil, &packet.Ack{Type: packet.PUBACK, PacketID: p.PacketID}, packet.Version5))
+	eventually(t, 5*time.Second, "the acknowledgement to be handled", func() bool { return s.Stats().Sent == 1 })
+	for id := uint16(2); id <= 5; id++ { // 2 in flight, 2 queued: full; the subscriber stops acknowledging
+		if rc, _ := publish(id); rc != packet.Success {
+			t.Fatalf("publication %d: reason %#x", id, byte(rc))
+		}
+	}
+	rc, took := publish(6)
+	if rc != packet.QuotaExceeded || took < wait {
+		t.Fatalf("publication into a full queue: reason %#x after %v, want 0x97 after waiting %v", byte(rc), took, wait)
+	}
+	if d := s.Stats().Dropped; d != 1 {
+		t.Fatalf("%d dropped, want 1", d)
+	}
+}
+
 // A subscriber that stops reading does not stall publishers: it acknowledged nothing for
 // FlowControlWait, so nobody waits for it; its full queue drops (counted), per policy (T76).
 func TestFlowControlStalledSubscriber(t *testing.T) {

@@ -156,11 +156,14 @@ func (s *Server) route(msg *session.Message, tx *txn, now time.Time) int {
 		for !ok && tx.room != nil { // a connected subscriber without room: the publisher waits
 			room := tx.room
 			tx.room = nil
-			if !tx.wait(s, room) {
+			tx.woken = tx.wait(s, room)
+			if !tx.woken {
+				t.s.stopWaitingRoom(s, room)
 				tx.from = nil // waited long enough: this publication drops at full queues now
 			}
 			ok = t.s.deliver(s, d, now, tx)
 		}
+		tx.woken = false
 		if ok {
 			delivered++
 		}

@@ -41,6 +41,9 @@ type sess struct {
 	// while not congested); lastAck is when the client last acknowledged a delivery.
 	drained chan struct{}
 	lastAck time.Time
+	// roomWait holds the publications waiting for room in this session's full queue, in
+	// arrival order: each entry that leaves the queue wakes one (no thundering herd).
+	roomWait []chan struct{}
 
 	// inbox is set for an in-process subscriber: deliveries go there instead of a connection.
 	inbox chan *session.Message
@@ -122,10 +125,22 @@ func (ss *sess) deliver(s *Server, d session.Delivery, now time.Time, tx *txn) b
 		}
 		return ss.conn.sendPublish(d, 0, false, now)
 	}
-	e, ok := ss.st.Enqueue(d, s.cfg.MaxQueuedMessages, s.cfg.MaxQueuedBytes)
+	// Publications already waiting for room go first: a new one joins the line (one that
+	// was woken and lost its place to a publication that may not wait goes back to the front).
+	waits := tx.from != nil && tx.from != ss && ss.acknowledgingLocked(s, now)
+	var e session.Entry
+	ok := false
+	if !waits || len(ss.roomWait) == 0 || tx.woken {
+		e, ok = ss.st.Enqueue(d, s.cfg.MaxQueuedMessages, s.cfg.MaxQueuedBytes)
+	}
 	if !ok {
-		if tx.from != nil && tx.from != ss && ss.acknowledgingLocked(s, now) {
-			tx.room = ss.drainedLocked() // the publisher waits for room instead (flow control)
+		if waits {
+			tx.room = make(chan struct{}, 1) // the publisher waits for room instead (flow control)
+			if tx.woken {
+				ss.roomWait = slices.Insert(ss.roomWait, 0, tx.room)
+			} else {
+				ss.roomWait = append(ss.roomWait, tx.room)
+			}
 			return false
 		}
 		s.dropped("session queue full", ss.clientID)
@@ -180,12 +195,37 @@ func (ss *sess) committed(seq uint64) {
 	}
 }
 
-// relieveLocked wakes the publishers waiting for this session's queue once it is down to a
-// quarter, or at once when its client is gone. Called with ss.mu held.
+// relieveLocked wakes the publishers waiting for this session's queue: the first
+// publication waiting for room (called each time an entry leaves the queue), and those
+// paused by flow control once it is down to a quarter; everyone at once when its client is
+// gone. Called with ss.mu held.
 func (ss *sess) relieveLocked(s *Server) {
-	if ss.drained != nil && (ss.conn == nil || !ss.backlogLocked(s, 4)) {
+	gone := ss.conn == nil
+	for len(ss.roomWait) > 0 {
+		ss.roomWait[0] <- struct{}{} // buffered, signalled once: never blocks
+		ss.roomWait[0] = nil
+		ss.roomWait = ss.roomWait[1:]
+		if !gone {
+			break
+		}
+	}
+	if ss.drained != nil && (gone || !ss.backlogLocked(s, 4)) {
 		close(ss.drained)
 		ss.drained = nil
+	}
+}
+
+// stopWaitingRoom withdraws a publication that gave up waiting for room; if it was woken
+// meanwhile, the place goes to the next one waiting.
+func (ss *sess) stopWaitingRoom(s *Server, room chan struct{}) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if i := slices.Index(ss.roomWait, room); i >= 0 {
+		ss.roomWait = slices.Delete(ss.roomWait, i, i+1)
+		return
+	}
+	if len(room) > 0 && ss.conn != nil {
+		ss.relieveLocked(s)
 	}
 }
 

@@ -28,10 +28,12 @@ type txn struct {
 	congested []congestion
 	// from is the publishing client's session when the publisher may be made to wait (a
 	// network publication); nil: a full queue drops at once. room is set by a connected,
-	// acknowledging session that had no room for a delivery: closed once it has some.
+	// acknowledging session that had no room for a delivery: signalled when it has some.
 	// until ends this publication's waiting (Config.FlowControlWait after the first wait).
+	// woken: the delivery being retried was woken for a place in the queue.
 	from  *sess
 	room  chan struct{}
+	woken bool
 	until time.Time
 }
 
@@ -53,7 +55,7 @@ func (t *txn) reset() {
 	t.dropped = 0
 	clear(t.congested)
 	t.congested = t.congested[:0]
-	t.from, t.room, t.until = nil, nil, time.Time{}
+	t.from, t.room, t.woken, t.until = nil, nil, false, time.Time{}
 }
 
 // wait blocks until ch is closed and reports true, or false once this publication has
