@@ -27,17 +27,9 @@ func (c *conn) handle(h packet.FixedHeader, body []byte) error {
 		}
 		return c.handleAck(c.ack)
 	case packet.SUBSCRIBE:
-		var p packet.Subscribe
-		if err := packet.DecodeSubscribe(&p, body, c.version); err != nil {
-			return err
-		}
-		return c.handleSubscribe(&p)
+		return c.handleSubscribe(body)
 	case packet.UNSUBSCRIBE:
-		var p packet.Unsubscribe
-		if err := packet.DecodeUnsubscribe(&p, body, c.version); err != nil {
-			return err
-		}
-		return c.handleUnsubscribe(&p)
+		return c.handleUnsubscribe(body)
 	case packet.PINGREQ:
 		if len(body) != 0 {
 			return fmt.Errorf("%w: pingreq with a body", packet.MalformedPacket)
@@ -45,20 +37,9 @@ func (c *conn) handle(h packet.FixedHeader, body []byte) error {
 		c.queue(func(b []byte) []byte { return packet.AppendPing(b, packet.PINGRESP) }) // [MQTT-3.12.4-1]
 		return nil
 	case packet.DISCONNECT:
-		var p packet.Disconnect
-		if err := packet.DecodeDisconnect(&p, h.Type, body, c.version); err != nil {
-			return err
-		}
-		return c.handleDisconnect(&p)
+		return c.handleDisconnect(h.Type, body)
 	case packet.AUTH:
-		var p packet.Disconnect // AUTH has the same shape
-		if err := packet.DecodeDisconnect(&p, h.Type, body, c.version); err != nil {
-			return err
-		}
-		if c.authMethod == "" || p.Props.AuthMethod != c.authMethod {
-			return fmt.Errorf("%w: auth without the connection's authentication method", packet.ProtocolError) // §4.12
-		}
-		return fmt.Errorf("%w: re-authentication is not supported", packet.ImplementationSpecificError)
+		return c.handleAuth(h.Type, body)
 	case packet.CONNECT:
 		return fmt.Errorf("%w: second connect", packet.ProtocolError) // [MQTT-3.1.0-2]
 	default: // CONNACK, SUBACK, UNSUBACK, PINGRESP: server-to-client only
@@ -343,7 +324,15 @@ func (c *conn) handleAck(a *packet.Ack) error {
 	return nil
 }
 
-func (c *conn) handleSubscribe(p *packet.Subscribe) error {
+// The handlers of rare packets decode into their own frames: a large one in handle would
+// be on the stack of every publication and PINGREQ, and grow every connection's goroutine.
+
+func (c *conn) handleSubscribe(body []byte) error {
+	var sub packet.Subscribe
+	if err := packet.DecodeSubscribe(&sub, body, c.version); err != nil {
+		return err
+	}
+	p := &sub
 	s, ss := c.s, c.ss
 	pid := p.PacketID // p is reused by the next packet; the SUBACK may be sent after it
 	tx := &c.tx
@@ -471,7 +460,12 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	return nil
 }
 
-func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
+func (c *conn) handleUnsubscribe(body []byte) error {
+	var unsub packet.Unsubscribe
+	if err := packet.DecodeUnsubscribe(&unsub, body, c.version); err != nil {
+		return err
+	}
+	p := &unsub
 	pid := p.PacketID
 	tx := &c.tx
 	tx.reset()
@@ -500,7 +494,23 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
 	return nil
 }
 
-func (c *conn) handleDisconnect(p *packet.Disconnect) error {
+func (c *conn) handleAuth(t packet.Type, body []byte) error {
+	var p packet.Disconnect // AUTH has the same shape
+	if err := packet.DecodeDisconnect(&p, t, body, c.version); err != nil {
+		return err
+	}
+	if c.authMethod == "" || p.Props.AuthMethod != c.authMethod {
+		return fmt.Errorf("%w: auth without the connection's authentication method", packet.ProtocolError) // §4.12
+	}
+	return fmt.Errorf("%w: re-authentication is not supported", packet.ImplementationSpecificError)
+}
+
+func (c *conn) handleDisconnect(t packet.Type, body []byte) error {
+	var disc packet.Disconnect
+	if err := packet.DecodeDisconnect(&disc, t, body, c.version); err != nil {
+		return err
+	}
+	p := &disc
 	if p.Props.Has(packet.PropSessionExpiry) {
 		if c.expiry == 0 && p.Props.SessionExpiry != 0 {
 			return fmt.Errorf("%w: session expiry set on disconnect after 0 on connect", packet.ProtocolError) // §3.14.2.2.2
