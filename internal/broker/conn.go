@@ -65,6 +65,7 @@ type conn struct {
 	writing          bool              // the write side is open (CONNACK queued)
 	flushing         bool              // a flush goroutine runs
 	closed           bool              // the write side ended: socket closed, writerDone closed
+	wdl              time.Time         // the write deadline in force; only the running flusher uses it
 	suppressWill     bool              // an administrative kick: the will is not published
 	writerDone       chan struct{}     // closed when the write side ended (endWriter)
 	done             chan struct{}     // closed when the connection is fully detached from its session
@@ -124,11 +125,7 @@ func (c *conn) open() error {
 		size = 512
 	}
 	c.br = bufio.NewReaderSize(c.nc, size)
-	if err := c.connect(); err != nil {
-		return err
-	}
-	c.nc.SetWriteDeadline(time.Time{})
-	return nil
+	return c.connect() // the write deadline is the flusher's from the CONNACK on
 }
 
 // loop reads and handles packets until the connection ends.

@@ -62,7 +62,12 @@ func (c *conn) flush() {
 		closing := c.closing
 		c.outMu.Unlock()
 		if !closing {
-			c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout)) // T76: a stalled reader is dropped
+			// T76: a client that stops reading is dropped after WriteTimeout. Moving the
+			// deadline is a runtime timer update: done once a quarter of it is used up.
+			if now := time.Now(); c.wdl.Sub(now) < c.s.cfg.WriteTimeout*3/4 {
+				c.wdl = now.Add(c.s.cfg.WriteTimeout)
+				c.nc.SetWriteDeadline(c.wdl)
+			}
 		}
 		if _, err := c.nc.Write(buf); err != nil {
 			c.endWriter()
