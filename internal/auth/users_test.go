@@ -231,6 +231,12 @@ func TestBootstrapAdmin(t *testing.T) {
 	if _, err := b.BootstrapAdmin(); !errors.Is(err, ErrNotEmpty) {
 		t.Fatalf("BootstrapAdmin on a non-empty file via a stale instance = %v", err)
 	}
+	// Every start calls it: with users present it hashes nothing (argon2id costs 19 MiB).
+	var c countingKDF
+	u3 := openTest(t, path, WithKDF(c.kdf))
+	if _, err := u3.BootstrapAdmin(); !errors.Is(err, ErrNotEmpty) || c.n.Load() != 0 {
+		t.Fatalf("BootstrapAdmin with users: %v after %d key derivations, want ErrNotEmpty after none", err, c.n.Load())
+	}
 	p2, _ := randomPassword(BootstrapPasswordLen)
 	if p2 == p1 {
 		t.Fatal("random passwords repeat")
