@@ -488,8 +488,8 @@ tool_args() {
 	2) echo "${p[@]}" "${t[@]}" --pubs 100 --subs 1 --qos 1 --persistent-subs ;;
 	3) echo "${p[@]}" "${t[@]}" --pubs 1 --subs 100 --qos 0 --topic-mode shared-topic ;;
 	4) echo "${p[@]}" "${t[@]}" --pubs 100 --subs 1 --qos 1 --total-rate 5000 --persistent-subs ;;
-	5) echo conns "${t[@]}" --conns "$CONNS" --sources "$SOURCES" --concurrency 8 --hold 2s ;;
-	5r) echo conns "${t[@]}" --conns "$CONNS" --sources "$SOURCES" --concurrency 8 --hold 2s --resume ;;
+	5) echo conns "${t[@]}" --conns "$CONNS" --sources "$SOURCES" --concurrency 8 --hold 10s ;;
+	5r) echo conns "${t[@]}" --conns "$CONNS" --sources "$SOURCES" --concurrency 8 --hold 10s --resume ;;
 	6) echo "${p[@]}" "${t[@]}" --pubs "$DEVICES" --subs 1 --qos 1 --rate 1 --persistent-subs ;;
 	7) echo "${p[@]}" --size 500 --tls --cacert "$CA" --addr "127.0.0.1:$mtls" --sub-addr "127.0.0.1:$tls" \
 		--client-ca-cert "$CA" --client-ca-key "$CAKEY" --pubs "$ECG" --subs 20 --qos 1 --rate 1 --persistent-subs ;;
