@@ -71,8 +71,10 @@ type Config struct {
 	// this long per publication; so publishers slow down to what subscribers take instead
 	// of their messages being dropped at a full queue (also when thousands of devices each
 	// send one message at once). A subscriber that acknowledged nothing for this long is
-	// not waited for (a stalled one must not stall publishers, T76). Default 1s; negative
-	// disables (a full queue drops, counted).
+	// not waited for (a stalled one must not stall publishers, T76), nor one whose client
+	// is itself waiting as a publisher; with durable storage a publication waits only
+	// before its first stored copy. Default 1s; negative disables (a full queue drops,
+	// counted).
 	FlowControlWait time.Duration
 	// MaxPendingWrite caps encoded bytes waiting for a client's socket; past it QoS 0
 	// messages to that client are dropped. Default 1 MiB. Stops slow consumers (T76).

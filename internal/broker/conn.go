@@ -58,18 +58,21 @@ type conn struct {
 	// queue behind it, so the client sees them in order.
 	commits atomic.Int32
 
-	outMu            sync.Mutex
-	pending          []byte
-	aliasOut         map[string]uint16 // topic → alias, under outMu
-	closing          bool              // close after flushing pending
-	writing          bool              // the write side is open (CONNACK queued)
-	flushing         bool              // a flush goroutine runs
-	closed           bool              // the write side ended: socket closed, writerDone closed
-	wdl              time.Time         // the write deadline in force; only the running flusher uses it
-	suppressWill     bool              // an administrative kick: the will is not published
-	writerDone       chan struct{}     // closed when the write side ended (endWriter)
-	done             chan struct{}     // closed when the connection is fully detached from its session
-	normalDisconnect bool              // DISCONNECT 0x00: discard the will
+	outMu    sync.Mutex
+	pending  []byte
+	aliasOut map[string]uint16 // topic → alias, under outMu
+	closing  bool              // close after flushing pending
+	writing  bool              // the write side is open (CONNACK queued)
+	flushing bool              // a flush goroutine runs
+	closed   bool              // the write side ended: socket closed, writerDone closed
+	wdl      time.Time         // the write deadline in force; only the running flusher uses it
+	// parked: the reader waits for room in a subscriber's queue (flow control), so it
+	// reads no acknowledgements meanwhile; nobody waits for this client's own queue.
+	parked           atomic.Bool
+	suppressWill     bool          // an administrative kick: the will is not published
+	writerDone       chan struct{} // closed when the write side ended (endWriter)
+	done             chan struct{} // closed when the connection is fully detached from its session
+	normalDisconnect bool          // DISCONNECT 0x00: discard the will
 }
 
 func newConn(s *Server, nc net.Conn, opts ListenerOptions) *conn {

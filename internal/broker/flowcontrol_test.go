@@ -173,43 +173,118 @@ func TestFlowControlFullQueueWaits(t *testing.T) {
 	}
 }
 
-// A publication waits for room at most FlowControlWait: a subscriber that acknowledged
-// recently but stopped costs the publisher that long, then the message is refused (0x97).
-func TestFlowControlRoomWaitBounded(t *testing.T) {
-	const wait = 300 * time.Millisecond
-	s := startServer(t, broker.Config{MaxQueuedMessages: 2, MaxInflight: 2, FlowControlWait: wait,
-		PublishRate: -1, PublishByteRate: -1})
-	sub, _ := ftDial(t, s.Addr, packet.Version5, "fc-sub", nil)
-	sub.ftSub(packet.Version5, "fc/#", 1)
-	pub, _ := ftDial(t, s.Addr, packet.Version5, "fc-pub", nil)
-	publish := func(id uint16) (packet.ReasonCode, time.Duration) {
-		t.Helper()
-		start := time.Now()
-		pub.write(packet.AppendPublish(nil, &packet.Publish{QoS: 1, PacketID: id, Topic: "fc/x", Payload: []byte{byte(id)}}, packet.Version5))
-		b, err := pub.readPacket(5 * time.Second)
-		if err != nil || packet.Type(b[0]>>4) != packet.PUBACK {
-			t.Fatalf("publication %d: % x, %v", id, b, err)
+// pubQoS1 publishes one QoS 1 message from c and returns the PUBACK's reason and how long
+// it took.
+func pubQoS1(t *testing.T, c *rawConn, id uint16, topic string) (packet.ReasonCode, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	c.write(packet.AppendPublish(nil, &packet.Publish{QoS: 1, PacketID: id, Topic: topic, Payload: []byte{byte(id)}}, packet.Version5))
+	for {
+		b, err := c.readPacket(20 * time.Second)
+		if err != nil {
+			t.Fatalf("publication %d: %v", id, err)
+		}
+		if packet.Type(b[0]>>4) != packet.PUBACK {
+			continue // a delivery to a client that also subscribes
 		}
 		if len(b) > 4 {
 			return packet.ReasonCode(b[4]), time.Since(start)
 		}
 		return packet.Success, time.Since(start)
 	}
-	publish(1)
+}
+
+// A publication waits for room at most FlowControlWait: a subscriber that acknowledged
+// recently but stopped costs the publisher that long, then the message is refused (0x97).
+func TestFlowControlRoomWaitBounded(t *testing.T) {
+	const wait = 2 * time.Second // also how recent the subscriber's last acknowledgement must be
+	s := startServer(t, broker.Config{MaxQueuedMessages: 2, MaxInflight: 2, FlowControlWait: wait,
+		PublishRate: -1, PublishByteRate: -1})
+	sub, _ := ftDial(t, s.Addr, packet.Version5, "fc-sub", nil)
+	sub.ftSub(packet.Version5, "fc/#", 1)
+	a, _ := ftDial(t, s.Addr, packet.Version5, "fc-a", nil)
+	b, _ := ftDial(t, s.Addr, packet.Version5, "fc-b", nil)
+	pubQoS1(t, a, 1, "fc/a")
 	p := sub.ftReadPublish(packet.Version5) // acknowledged: the subscriber counts as reading
 	sub.write(packet.AppendAck(nil, &packet.Ack{Type: packet.PUBACK, PacketID: p.PacketID}, packet.Version5))
 	eventually(t, 5*time.Second, "the acknowledgement to be handled", func() bool { return s.Stats().Sent == 1 })
 	for id := uint16(2); id <= 5; id++ { // 2 in flight, 2 queued: full; the subscriber stops acknowledging
-		if rc, _ := publish(id); rc != packet.Success {
+		if rc, _ := pubQoS1(t, a, id, "fc/a"); rc != packet.Success {
 			t.Fatalf("publication %d: reason %#x", id, byte(rc))
 		}
 	}
-	rc, took := publish(6)
+	// Another publisher (a is paused by flow control now) finds the queue full and waits.
+	rc, took := pubQoS1(t, b, 1, "fc/b")
 	if rc != packet.QuotaExceeded || took < wait {
 		t.Fatalf("publication into a full queue: reason %#x after %v, want 0x97 after waiting %v", byte(rc), took, wait)
 	}
 	if d := s.Stats().Dropped; d != 1 {
 		t.Fatalf("%d dropped, want 1", d)
+	}
+}
+
+// Two clients that publish to each other's full queues while both subscribe: a publisher
+// waiting for room cannot read its own acknowledgements, so nobody waits for its queue
+// (otherwise each waits for the other until FlowControlWait runs out).
+func TestFlowControlNoMutualWait(t *testing.T) {
+	const wait = 10 * time.Second
+	s := startServer(t, broker.Config{MaxQueuedMessages: 1, MaxInflight: 1, FlowControlWait: wait,
+		PublishRate: -1, PublishByteRate: -1})
+	p, _ := ftDial(t, s.Addr, packet.Version5, "fc-p", nil)
+	q, _ := ftDial(t, s.Addr, packet.Version5, "fc-q", nil)
+	r, _ := ftDial(t, s.Addr, packet.Version5, "fc-r", nil)
+	p.ftSub(packet.Version5, "c/#", 1)
+	q.ftSub(packet.Version5, "c/#", 1)
+	// Both acknowledge a first message (so both count as acknowledging), then read nothing
+	// while two more arrive: one in flight and one queued each (full).
+	pubQoS1(t, r, 1, "c/1")
+	for _, c := range []*rawConn{p, q} {
+		m := c.ftReadPublish(packet.Version5)
+		c.write(packet.AppendAck(nil, &packet.Ack{Type: packet.PUBACK, PacketID: m.PacketID}, packet.Version5))
+	}
+	eventually(t, 5*time.Second, "both acknowledgements to be handled", func() bool { return s.Stats().Sent == 2 })
+	pubQoS1(t, r, 2, "c/2")
+	pubQoS1(t, r, 3, "c/3")
+	// Now each publishes (into the other's full queue) and acknowledges what it receives.
+	type result struct {
+		took time.Duration
+		err  error
+	}
+	done := make(chan result, 2)
+	for _, c := range []*rawConn{p, q} {
+		go func() {
+			start := time.Now()
+			c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			c.nc.Write(packet.AppendPublish(nil, &packet.Publish{QoS: 1, PacketID: 9, Topic: "c/x", Payload: []byte("x")}, packet.Version5))
+			for {
+				b, err := c.readPacket(20 * time.Second)
+				if err != nil {
+					done <- result{err: err}
+					return
+				}
+				switch packet.Type(b[0] >> 4) {
+				case packet.PUBACK:
+					done <- result{took: time.Since(start)}
+					return
+				case packet.PUBLISH:
+					var m packet.Publish
+					if err := packet.DecodePublish(&m, b[0]&0x0f, b[2:], packet.Version5); err != nil {
+						done <- result{err: err}
+						return
+					}
+					c.nc.Write(packet.AppendAck(nil, &packet.Ack{Type: packet.PUBACK, PacketID: m.PacketID}, packet.Version5))
+				}
+			}
+		}()
+	}
+	for range 2 {
+		res := <-done
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		if res.took > wait/2 {
+			t.Fatalf("a publication took %v: the two publishers waited for each other", res.took)
+		}
 	}
 }
 

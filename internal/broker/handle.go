@@ -100,7 +100,7 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 	c.s.stats.received.Add(1)
 	tx := &c.tx
 	tx.reset()
-	tx.from = c.ss
+	tx.pub = c
 	// Past the memory budget, new publications are shed (nothing acknowledged is dropped);
 	// clearing a retained message frees memory and always goes through.
 	shed := c.s.overloaded.Load() && reason == packet.Success && !(p.Retain && len(p.Payload) == 0)
@@ -254,7 +254,6 @@ func (c *conn) handleAck(a *packet.Ack) error {
 			ss.lastAck = now
 			ss.forget(s, e, nil)
 			ss.pumpLocked(s, now, nil)
-			ss.relieveLocked(s)
 		}
 		ss.mu.Unlock()
 	case packet.PUBREC:
@@ -265,14 +264,12 @@ func (c *conn) handleAck(a *packet.Ack) error {
 				ss.forget(s, e, nil)
 			}
 			ss.pumpLocked(s, now, nil)
-			ss.relieveLocked(s)
 			ss.mu.Unlock()
 			return nil
 		}
+		// A PUBREC frees no place in the queue (and may be repeated): it does not count as
+		// acknowledging for flow control; the PUBCOMP does.
 		e, ok := ss.st.Received(a.PacketID)
-		if ok {
-			ss.lastAck = now
-		}
 		persist := ok && ss.persistent(s)
 		ss.mu.Unlock()
 		rel := packet.Ack{Type: packet.PUBREL, PacketID: a.PacketID} // [MQTT-4.3.3-4]

@@ -159,8 +159,9 @@ func (s *Server) route(msg *session.Message, tx *txn, now time.Time) int {
 			tx.woken = tx.wait(s, room)
 			if !tx.woken {
 				t.s.stopWaitingRoom(s, room)
-				tx.from = nil // waited long enough: this publication drops at full queues now
+				tx.pub = nil // waited long enough: this publication drops at full queues now
 			}
+			now = time.Now() // expiry and the remaining lifetime count the wait [MQTT-3.3.2-5]
 			ok = t.s.deliver(s, d, now, tx)
 		}
 		tx.woken = false

@@ -42,8 +42,10 @@ type sess struct {
 	drained chan struct{}
 	lastAck time.Time
 	// roomWait holds the publications waiting for room in this session's full queue, in
-	// arrival order: each entry that leaves the queue wakes one (no thundering herd).
+	// arrival order: each place that frees up wakes one (no thundering herd); promised
+	// counts those woken that have not taken their place yet.
 	roomWait []chan struct{}
+	promised int
 
 	// inbox is set for an in-process subscriber: deliveries go there instead of a connection.
 	inbox chan *session.Message
@@ -125,22 +127,27 @@ func (ss *sess) deliver(s *Server, d session.Delivery, now time.Time, tx *txn) b
 		}
 		return ss.conn.sendPublish(d, 0, false, now)
 	}
-	// Publications already waiting for room go first: a new one joins the line (one that
-	// was woken and lost its place to a publication that may not wait goes back to the front).
-	waits := tx.from != nil && tx.from != ss && ss.acknowledgingLocked(s, now)
+	if tx.woken {
+		ss.promised-- // this is the publication woken for a place
+	}
+	// The publisher may wait for room (flow control) when this session's client is connected
+	// and acknowledging, and the publication holds no copy that waits for its commit (with a
+	// persister such a copy would block its own session's queue while it waits here).
+	waits := tx.pub != nil && tx.pub.ss != ss && len(tx.pump) == 0 && ss.acknowledgingLocked(s, now)
 	var e session.Entry
 	ok := false
-	if !waits || len(ss.roomWait) == 0 || tx.woken {
+	if !waits || len(ss.roomWait) == 0 || tx.woken { // those already waiting go first
 		e, ok = ss.st.Enqueue(d, s.cfg.MaxQueuedMessages, s.cfg.MaxQueuedBytes)
 	}
 	if !ok {
 		if waits {
-			tx.room = make(chan struct{}, 1) // the publisher waits for room instead (flow control)
-			if tx.woken {
+			tx.room = make(chan struct{}, 1)
+			if tx.woken { // it lost its place to a publication that may not wait: next again
 				ss.roomWait = slices.Insert(ss.roomWait, 0, tx.room)
 			} else {
 				ss.roomWait = append(ss.roomWait, tx.room)
 			}
+			ss.relieveLocked(s) // a place may be free already (wakes the first in line)
 			return false
 		}
 		s.dropped("session queue full", ss.clientID)
@@ -176,7 +183,7 @@ func (ss *sess) backlogLocked(s *Server, part int) bool {
 // delivery within Config.FlowControlWait: publishers may wait for its queue (a stalled or
 // offline client is never waited for, T76). Called with ss.mu held.
 func (ss *sess) acknowledgingLocked(s *Server, now time.Time) bool {
-	return ss.conn != nil && s.cfg.FlowControlWait > 0 && now.Sub(ss.lastAck) < s.cfg.FlowControlWait
+	return ss.conn != nil && !ss.conn.parked.Load() && s.cfg.FlowControlWait > 0 && now.Sub(ss.lastAck) < s.cfg.FlowControlWait
 }
 
 // drainedLocked returns the channel closed when the queue is down to a quarter (or the
@@ -195,19 +202,18 @@ func (ss *sess) committed(seq uint64) {
 	}
 }
 
-// relieveLocked wakes the publishers waiting for this session's queue: the first
-// publication waiting for room (called each time an entry leaves the queue), and those
-// paused by flow control once it is down to a quarter; everyone at once when its client is
-// gone. Called with ss.mu held.
+// relieveLocked wakes the publishers waiting for this session's queue: one publication
+// waiting for room per free place (not promised already), and those paused by flow control
+// once the queue is down to a quarter; everyone at once when its client is gone or cannot
+// read (parked: waiting itself as a publisher). Called with ss.mu held, after anything that
+// may free places (pumpLocked calls it).
 func (ss *sess) relieveLocked(s *Server) {
-	gone := ss.conn == nil
-	for len(ss.roomWait) > 0 {
+	gone := ss.conn == nil || ss.conn.parked.Load()
+	for len(ss.roomWait) > 0 && (gone || len(ss.st.Queue)+ss.promised < s.cfg.MaxQueuedMessages && ss.st.QueuedBytes < s.cfg.MaxQueuedBytes) {
 		ss.roomWait[0] <- struct{}{} // buffered, signalled once: never blocks
 		ss.roomWait[0] = nil
 		ss.roomWait = ss.roomWait[1:]
-		if !gone {
-			break
-		}
+		ss.promised++
 	}
 	if ss.drained != nil && (gone || !ss.backlogLocked(s, 4)) {
 		close(ss.drained)
@@ -216,7 +222,7 @@ func (ss *sess) relieveLocked(s *Server) {
 }
 
 // stopWaitingRoom withdraws a publication that gave up waiting for room; if it was woken
-// meanwhile, the place goes to the next one waiting.
+// meanwhile, its place goes to the next one waiting.
 func (ss *sess) stopWaitingRoom(s *Server, room chan struct{}) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
@@ -224,15 +230,15 @@ func (ss *sess) stopWaitingRoom(s *Server, room chan struct{}) {
 		ss.roomWait = slices.Delete(ss.roomWait, i, i+1)
 		return
 	}
-	if len(room) > 0 && ss.conn != nil {
-		ss.relieveLocked(s)
-	}
+	ss.promised--
+	ss.relieveLocked(s)
 }
 
 // pumpLocked sends queued entries while the window allows, in order, stopping at the
 // first entry that is not durable yet. Expired entries are dropped (and recorded in tx
 // when tx is not nil). Called with ss.mu held.
 func (ss *sess) pumpLocked(s *Server, now time.Time, tx *txn) {
+	defer ss.relieveLocked(s) // sent entries free places in the queue
 	c := ss.conn
 	if c == nil {
 		return

@@ -26,12 +26,12 @@ type txn struct {
 	// congested are the connected sessions whose queue this transaction filled past half:
 	// the publisher waits for them (Config.FlowControlWait).
 	congested []congestion
-	// from is the publishing client's session when the publisher may be made to wait (a
-	// network publication); nil: a full queue drops at once. room is set by a connected,
+	// pub is the publishing connection when the publisher may be made to wait (a network
+	// publication); nil: a full queue drops at once. room is set by a connected,
 	// acknowledging session that had no room for a delivery: signalled when it has some.
 	// until ends this publication's waiting (Config.FlowControlWait after the first wait).
 	// woken: the delivery being retried was woken for a place in the queue.
-	from  *sess
+	pub   *conn
 	room  chan struct{}
 	woken bool
 	until time.Time
@@ -55,11 +55,14 @@ func (t *txn) reset() {
 	t.dropped = 0
 	clear(t.congested)
 	t.congested = t.congested[:0]
-	t.from, t.room, t.woken, t.until = nil, nil, false, time.Time{}
+	t.pub, t.room, t.woken, t.until = nil, nil, false, time.Time{}
 }
 
-// wait blocks until ch is closed and reports true, or false once this publication has
-// waited Config.FlowControlWait in all, or the server is closing.
+// wait blocks until ch is signalled or closed and reports true, or false once this
+// publication has waited Config.FlowControlWait in all, or its connection or the server is
+// closing. Meanwhile the publisher's own session counts as not acknowledging (its reader
+// cannot read acknowledgements): nobody waits for it, so two clients that publish to each
+// other never wait for each other.
 func (t *txn) wait(s *Server, ch <-chan struct{}) bool {
 	if t.until.IsZero() {
 		t.until = time.Now().Add(s.cfg.FlowControlWait)
@@ -68,12 +71,19 @@ func (t *txn) wait(s *Server, ch <-chan struct{}) bool {
 	if d <= 0 {
 		return false
 	}
+	c := t.pub
+	c.parked.Store(true)
+	defer c.parked.Store(false)
+	c.ss.mu.Lock()
+	c.ss.relieveLocked(s) // those waiting for its queue stop waiting
+	c.ss.mu.Unlock()
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {
 	case <-ch:
 		return true
 	case <-timer.C:
+	case <-c.writerDone:
 	case <-s.quit:
 	}
 	return false
@@ -123,6 +133,7 @@ func (s *Server) unqueue(ps []pending) {
 		p.ss.mu.Lock()
 		p.ss.committed(p.seq)
 		p.ss.st.Filter(func(e *session.Entry, sent bool) bool { return e.Seq != p.seq })
+		p.ss.relieveLocked(s)
 		p.ss.mu.Unlock()
 	}
 }
