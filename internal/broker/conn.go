@@ -64,6 +64,7 @@ type conn struct {
 	closing  bool              // close after flushing pending
 	writing  bool              // the write side is open (CONNACK queued)
 	flushing bool              // a flush goroutine runs
+	deferred bool              // the reader left acknowledgements for itself to write (flushDeferred)
 	closed   bool              // the write side ended: socket closed, writerDone closed
 	wdl      time.Time         // the write deadline in force; only the running flusher uses it
 	// parked: the reader waits for room in a subscriber's queue (flow control), so it
@@ -137,6 +138,9 @@ func (c *conn) loop() error {
 		dl := time.Now().Add(c.keepAlive + c.keepAlive/2) // [MQTT-3.1.2-22] 1.5 × keep alive
 		if v := c.client.ValidUntil; !v.IsZero() && v.Before(dl) {
 			dl = v
+		}
+		if c.br.Buffered() == 0 {
+			c.flushDeferred() // the acknowledgements of what was read, before waiting for more
 		}
 		c.nc.SetReadDeadline(dl)
 		h, body, err := c.readPacket(c.s.cfg.MaxPacketSize)

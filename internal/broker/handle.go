@@ -193,7 +193,7 @@ func (c *conn) commitThenAck(tx *txn, a packet.Ack, barrier bool) {
 	s := c.s
 	if s.persist == nil || tx.cs.Empty() && !barrier && c.commits.Load() == 0 {
 		s.release(tx.pump)
-		c.sendAck(&a)
+		c.sendAckDeferred(&a)
 		return
 	}
 	c.commits.Add(1) // acknowledgements leave in order [MQTT-4.6.0-2] [MQTT-4.6.0-3]
@@ -537,6 +537,7 @@ func (c *conn) pace(b *limiter.Bucket, n int, rate float64) {
 		return
 	}
 	for !b.AllowAt(c.now, n) {
+		c.flushDeferred()
 		wait := time.Duration((float64(n) - b.TokensAt(c.now)) / rate * float64(time.Second))
 		t := time.NewTimer(min(max(wait, time.Millisecond), time.Second))
 		select {

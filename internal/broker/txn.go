@@ -72,6 +72,7 @@ func (t *txn) wait(s *Server, ch <-chan struct{}) bool {
 		return false
 	}
 	c := t.pub
+	c.flushDeferred() // its client's acknowledgements do not wait with it
 	c.parked.Store(true)
 	defer c.parked.Store(false)
 	c.ss.mu.Lock()

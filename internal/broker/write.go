@@ -116,12 +116,53 @@ func (c *conn) fitLocked(n int) {
 
 func (c *conn) sendAck(a *packet.Ack) {
 	c.outMu.Lock()
+	c.appendAckLocked(a)
+	c.unlockFlush()
+}
+
+// appendAckLocked appends an acknowledgement to pending (not through queue: no closure per
+// acknowledgement). Called with outMu held.
+func (c *conn) appendAckLocked(a *packet.Ack) {
 	if !c.closing {
 		n := len(c.pending)
-		c.pending = packet.AppendAck(c.pending, a, c.version) // not through queue: no closure per acknowledgement
+		c.pending = packet.AppendAck(c.pending, a, c.version)
 		c.fitLocked(n)
 	}
-	c.unlockFlush()
+}
+
+// sendAckDeferred queues an acknowledgement from the reader goroutine to its own client
+// without starting a flusher: the reader writes it itself before it next waits
+// (flushDeferred), with the acknowledgements of the other packets of the same read. A
+// flusher started meanwhile by a delivery takes it along. This saves a goroutine per
+// publication, and a delivery's flusher is not pushed back in the run queue behind it.
+func (c *conn) sendAckDeferred(a *packet.Ack) {
+	c.outMu.Lock()
+	if c.closing {
+		c.unlockFlush()
+		return
+	}
+	c.appendAckLocked(a)
+	c.deferred = true
+	c.outMu.Unlock()
+}
+
+// flushDeferred writes, on the reader goroutine, what sendAckDeferred left pending. The
+// reader calls it before anything that may block: reading the next packet, waiting.
+func (c *conn) flushDeferred() {
+	c.outMu.Lock()
+	if !c.deferred {
+		c.outMu.Unlock()
+		return
+	}
+	c.deferred = false
+	start := c.writing && !c.flushing && !c.closed && (len(c.pending) > 0 || c.closing)
+	if start {
+		c.flushing = true
+	}
+	c.outMu.Unlock()
+	if start {
+		c.flush()
+	}
 }
 
 func (c *conn) sendSubAck(a *packet.SubAck) {
