@@ -63,7 +63,7 @@ type conn struct {
 	aliasOut map[string]uint16 // topic → alias, under outMu
 	closing  bool              // close after flushing pending
 	writing  bool              // the write side is open (CONNACK queued)
-	flushing bool              // a flush goroutine runs
+	flushing bool              // a flusher runs (a goroutine, or the reader writing its acknowledgements)
 	deferred bool              // the reader left acknowledgements for itself to write (flushDeferred)
 	closed   bool              // the write side ended: socket closed, writerDone closed
 	wdl      time.Time         // the write deadline in force; only the running flusher uses it
@@ -135,12 +135,12 @@ func (c *conn) open() error {
 // loop reads and handles packets until the connection ends.
 func (c *conn) loop() error {
 	for {
+		if !c.wholePacketBuffered() {
+			c.flushDeferred() // the acknowledgements of what was read, before waiting for more
+		}
 		dl := time.Now().Add(c.keepAlive + c.keepAlive/2) // [MQTT-3.1.2-22] 1.5 × keep alive
 		if v := c.client.ValidUntil; !v.IsZero() && v.Before(dl) {
 			dl = v
-		}
-		if c.br.Buffered() == 0 {
-			c.flushDeferred() // the acknowledgements of what was read, before waiting for more
 		}
 		c.nc.SetReadDeadline(dl)
 		h, body, err := c.readPacket(c.s.cfg.MaxPacketSize)
@@ -155,6 +155,22 @@ func (c *conn) loop() error {
 			return err
 		}
 	}
+}
+
+// wholePacketBuffered reports whether the read buffer holds a whole packet, so that reading
+// it does not wait for the network.
+func (c *conn) wholePacketBuffered() bool {
+	n := c.br.Buffered()
+	b, _ := c.br.Peek(min(n, 5)) // buffered bytes only: Peek does not read then
+	rem, shift := 0, 0
+	for i := 1; i < len(b); i++ {
+		rem |= int(b[i]&0x7f) << shift
+		if b[i]&0x80 == 0 {
+			return 1+i+rem <= n
+		}
+		shift += 7
+	}
+	return false
 }
 
 // readPacket reads one packet, refusing it from the fixed header alone when its

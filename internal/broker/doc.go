@@ -8,7 +8,8 @@
 // goroutine (decodes and handles packets, and delivers the publications it receives
 // to matching sessions) and, only while it has bytes to write, a flusher (drains the
 // connection's pending bytes, many packets per write, then ends: an idle connection costs
-// one goroutine); one janitor goroutine runs will delays, session expiry and $SYS
+// one goroutine; the reader writes its own client's acknowledgements itself, once per
+// read, before it may block); one janitor goroutine runs will delays, session expiry and $SYS
 // statistics; each in-process subscriber has one goroutine. All but the flushers are
 // tracked by the Server's WaitGroup; a flusher ends before its connection's reader does
 // (finish waits for writerDone). Each recovers its own panics and closes only the

@@ -288,6 +288,24 @@ func TestFlowControlNoMutualWait(t *testing.T) {
 	}
 }
 
+// The reader writes its own client's acknowledgements before it waits for more input, also
+// when what it read ends in the middle of the next packet.
+func TestAckBeforePartialPacket(t *testing.T) {
+	s := startServer(t, broker.Config{})
+	c, _ := ftDial(t, s.Addr, packet.Version5, "da-pub", nil)
+	p1 := packet.AppendPublish(nil, &packet.Publish{QoS: 1, PacketID: 1, Topic: "da/x", Payload: []byte("x")}, packet.Version5)
+	p2 := packet.AppendPublish(nil, &packet.Publish{QoS: 1, PacketID: 2, Topic: "da/x", Payload: []byte("y")}, packet.Version5)
+	c.write(append(p1, p2[:3]...)) // P1 whole and the start of P2 in one write
+	b, err := c.readPacket(5 * time.Second)
+	if err != nil || packet.Type(b[0]>>4) != packet.PUBACK {
+		t.Fatalf("no PUBACK for 1 while the broker waits for the rest of 2: % x, %v", b, err)
+	}
+	c.write(p2[3:])
+	if b, err := c.readPacket(5 * time.Second); err != nil || packet.Type(b[0]>>4) != packet.PUBACK {
+		t.Fatalf("PUBACK for 2: % x, %v", b, err)
+	}
+}
+
 // A subscriber that stops reading does not stall publishers: it acknowledged nothing for
 // FlowControlWait, so nobody waits for it; its full queue drops (counted), per policy (T76).
 func TestFlowControlStalledSubscriber(t *testing.T) {

@@ -67,17 +67,20 @@ func (t *txn) wait(s *Server, ch <-chan struct{}) bool {
 	if t.until.IsZero() {
 		t.until = time.Now().Add(s.cfg.FlowControlWait)
 	}
-	d := time.Until(t.until)
-	if d <= 0 {
+	if time.Until(t.until) <= 0 {
 		return false
 	}
 	c := t.pub
-	c.flushDeferred() // its client's acknowledgements do not wait with it
 	c.parked.Store(true)
 	defer c.parked.Store(false)
 	c.ss.mu.Lock()
 	c.ss.relieveLocked(s) // those waiting for its queue stop waiting
 	c.ss.mu.Unlock()
+	c.flushDeferred() // its client's acknowledgements do not wait with it
+	d := time.Until(t.until)
+	if d <= 0 {
+		return false
+	}
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {

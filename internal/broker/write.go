@@ -62,12 +62,7 @@ func (c *conn) flush() {
 		closing := c.closing
 		c.outMu.Unlock()
 		if !closing {
-			// T76: a client that stops reading is dropped after WriteTimeout. Moving the
-			// deadline is a runtime timer update: done once a quarter of it is used up.
-			if now := time.Now(); c.wdl.Sub(now) < c.s.cfg.WriteTimeout*3/4 {
-				c.wdl = now.Add(c.s.cfg.WriteTimeout)
-				c.nc.SetWriteDeadline(c.wdl)
-			}
+			c.extendWriteDeadline()
 		}
 		if _, err := c.nc.Write(buf); err != nil {
 			c.endWriter()
@@ -76,6 +71,16 @@ func (c *conn) flush() {
 		if cap(buf) > 64<<10 {
 			buf = nil // do not keep a burst's buffer
 		}
+	}
+}
+
+// extendWriteDeadline keeps the write deadline WriteTimeout ahead (T76: a client that stops
+// reading is dropped). Moving it is a runtime timer update: done once a quarter of it is used
+// up. Called by the one flusher running.
+func (c *conn) extendWriteDeadline() {
+	if now := time.Now(); c.wdl.Sub(now) < c.s.cfg.WriteTimeout*3/4 {
+		c.wdl = now.Add(c.s.cfg.WriteTimeout)
+		c.nc.SetWriteDeadline(c.wdl)
 	}
 }
 
@@ -137,17 +142,25 @@ func (c *conn) appendAckLocked(a *packet.Ack) {
 // publication, and a delivery's flusher is not pushed back in the run queue behind it.
 func (c *conn) sendAckDeferred(a *packet.Ack) {
 	c.outMu.Lock()
-	if c.closing {
-		c.unlockFlush()
-		return
-	}
 	c.appendAckLocked(a)
-	c.deferred = true
-	c.outMu.Unlock()
+	c.deferred = !c.closing
+	c.unlockDeferred()
 }
 
-// flushDeferred writes, on the reader goroutine, what sendAckDeferred left pending. The
-// reader calls it before anything that may block: reading the next packet, waiting.
+// unlockDeferred releases outMu; unless the reader deferred its acknowledgements, as
+// unlockFlush does.
+func (c *conn) unlockDeferred() {
+	if c.deferred {
+		c.outMu.Unlock()
+		return
+	}
+	c.unlockFlush()
+}
+
+// flushDeferred writes what sendAckDeferred left pending, on the reader goroutine, in one
+// write; whatever other producers add meanwhile goes to a flusher goroutine, so the reader
+// is back to reading after one write (or WriteTimeout). The reader calls it before it may
+// block: before reading a packet that is not whole in its buffer, before waiting.
 func (c *conn) flushDeferred() {
 	c.outMu.Lock()
 	if !c.deferred {
@@ -155,14 +168,22 @@ func (c *conn) flushDeferred() {
 		return
 	}
 	c.deferred = false
-	start := c.writing && !c.flushing && !c.closed && (len(c.pending) > 0 || c.closing)
-	if start {
-		c.flushing = true
+	if !c.writing || c.flushing || c.closed || c.closing || len(c.pending) == 0 {
+		c.unlockFlush() // a flusher runs, or has to end the write side
+		return
 	}
+	c.flushing = true
+	buf := c.pending
+	c.pending = nil
 	c.outMu.Unlock()
-	if start {
-		c.flush()
+	c.extendWriteDeadline()
+	if _, err := c.nc.Write(buf); err != nil {
+		c.endWriter()
+		return
 	}
+	c.outMu.Lock()
+	c.flushing = false
+	c.unlockFlush() // a flusher for what others added meanwhile
 }
 
 func (c *conn) sendSubAck(a *packet.SubAck) {
