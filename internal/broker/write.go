@@ -144,17 +144,11 @@ func (c *conn) sendAckDeferred(a *packet.Ack) {
 	c.outMu.Lock()
 	c.appendAckLocked(a)
 	c.deferred = !c.closing
-	c.unlockDeferred()
-}
-
-// unlockDeferred releases outMu; unless the reader deferred its acknowledgements, as
-// unlockFlush does.
-func (c *conn) unlockDeferred() {
 	if c.deferred {
 		c.outMu.Unlock()
 		return
 	}
-	c.unlockFlush()
+	c.unlockFlush() // closing: a flusher ends the write side
 }
 
 // flushDeferred writes what sendAckDeferred left pending, on the reader goroutine, in one
