@@ -8,12 +8,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
 	"net/url"
-	"os"
 	"time"
 )
 
@@ -26,46 +24,20 @@ type CertMinter struct {
 	key crypto.Signer
 }
 
-// NewCertMinter loads the CA certificate and its private key (PEM; PKCS#8, EC or PKCS#1).
+// NewCertMinter loads the CA certificate and its private key (PEM; the key must match).
 func NewCertMinter(certFile, keyFile string) (*CertMinter, error) {
-	b, err := os.ReadFile(certFile)
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("CA certificate and key: %w", err)
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("%s: no PEM certificate", certFile)
-	}
-	ca, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", certFile, err)
-	}
-	if !ca.IsCA {
+	if !pair.Leaf.IsCA {
 		return nil, fmt.Errorf("%s: not a CA certificate", certFile)
 	}
-	if b, err = os.ReadFile(keyFile); err != nil {
-		return nil, err
-	}
-	if blk, _ = pem.Decode(b); blk == nil {
-		return nil, fmt.Errorf("%s: no PEM key", keyFile)
-	}
-	var key any
-	switch blk.Type {
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(blk.Bytes)
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
-	default:
-		key, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", keyFile, err)
-	}
-	signer, ok := key.(crypto.Signer)
+	signer, ok := pair.PrivateKey.(crypto.Signer)
 	if !ok {
 		return nil, errors.New(keyFile + ": not a signing key")
 	}
-	return &CertMinter{ca: ca, key: signer}, nil
+	return &CertMinter{ca: pair.Leaf, key: signer}, nil
 }
 
 // Cert issues a certificate for clientID.
