@@ -565,6 +565,7 @@ func (c *conn) bindLocked(old *sess, p *packet.Connect, ack *packet.Connack, tx 
 		if !old.ended {
 			old.takeWill() // the session resumed before the will delay passed [MQTT-3.1.3-9]
 			old.expireAt = time.Time{}
+			s.scheduleLocked(old)
 			if old.st.ExpiryInterval > 0 && c.expiry == 0 && old.stored && s.persist != nil {
 				tx.cs.Add(session.Op{Kind: session.DeleteSession, ClientID: old.clientID}) // no longer kept
 				old.stored = false
@@ -583,6 +584,7 @@ func (c *conn) bindLocked(old *sess, p *packet.Connect, ack *packet.Connack, tx 
 		old.mu.Lock()
 		old.ended = true
 		will = old.takeWill()
+		s.scheduleLocked(old)
 		if old.stored && s.persist != nil {
 			tx.cs.Add(session.Op{Kind: session.DeleteSession, ClientID: old.clientID})
 		}

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"math"
 	"net"
 	"net/url"
 	"sync"
@@ -260,4 +261,50 @@ func TestFtSessionTakeoverPaho5(t *testing.T) {
 		t.Fatal("old client still connected")
 	}
 	checkAlive(t, s.Addr)
+}
+
+// TestJanitorSchedulesOnlyOfflineDeadlines: the janitor keeps exactly the offline sessions
+// that have a deadline (session expiry or a delayed will); a session leaves that set when
+// it resumes, ends, or is purged, and one kept forever never enters it, so the set neither
+// leaks nor misses a session (the janitor no longer scans every session).
+func TestJanitorSchedulesOnlyOfflineDeadlines(t *testing.T) {
+	const v = packet.Version5
+	s := startServer(t, broker.Config{MaxSessionExpiry: math.MaxUint32})
+	scheduled := func(want int, what string) {
+		t.Helper()
+		eventually(t, 5*time.Second, what, func() bool { return s.Scheduled() == want })
+	}
+	persist := func(expiry uint32) func(*packet.Connect) {
+		return func(p *packet.Connect) { ftPersist(p, expiry); p.CleanStart = false }
+	}
+	for _, id := range []string{"jd-a", "jd-b", "jd-c"} {
+		c, _ := ftDial(t, s.Addr, v, id, persist(600))
+		c.ftDisconnect(v)
+	}
+	forever, _ := ftDial(t, s.Addr, v, "jd-forever", persist(math.MaxUint32))
+	forever.ftDisconnect(v)
+	scheduled(3, "three offline sessions with an expiry scheduled, the one kept forever not")
+
+	c, ack := ftDial(t, s.Addr, v, "jd-a", persist(600))
+	if !ack.SessionPresent {
+		t.Fatal("jd-a: Session Present=0")
+	}
+	scheduled(2, "the resumed session unscheduled")
+	if !s.Kick("jd-b", packet.AdministrativeAction, true) {
+		t.Fatal("Kick jd-b: no session")
+	}
+	scheduled(1, "the purged session unscheduled")
+	ftDial(t, s.Addr, v, "jd-c", func(p *packet.Connect) { p.CleanStart = true })
+	scheduled(0, "the session discarded by Clean Start unscheduled")
+
+	c.ftDisconnect(v)
+	short, _ := ftDial(t, s.Addr, v, "jd-short", persist(1))
+	short.ftDisconnect(v)
+	scheduled(2, "jd-a and jd-short scheduled again")
+	sessions := s.Stats().Sessions
+	eventually(t, 5*time.Second, "jd-short expired", func() bool { return s.Stats().Sessions == sessions-1 })
+	scheduled(1, "the expired session unscheduled")
+	if _, ack := ftDial(t, s.Addr, v, "jd-forever", persist(math.MaxUint32)); !ack.SessionPresent {
+		t.Fatal("the session kept forever was lost")
+	}
 }

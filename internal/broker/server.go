@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -40,6 +41,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	sessions  map[string]*sess
+	due       dueHeap // offline sessions with a deadline, for the janitor
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	closed    bool
@@ -149,6 +151,7 @@ func (s *Server) restore(snap *session.Snapshot) {
 		}
 		ss.st.AwaitingRel = append(ss.st.AwaitingRel, st.AwaitingRel...)
 		s.sessions[ss.clientID] = ss
+		s.scheduleLocked(ss)
 	}
 	if n := len(snap.Sessions); n > 0 || len(snap.Retained) > 0 {
 		s.log.Info("broker state restored", "sessions", n, "retained", len(snap.Retained))
@@ -324,9 +327,10 @@ func (s *Server) expire(now time.Time) {
 	var ended []*sess
 	var tx txn
 	s.mu.Lock()
-	for id, ss := range s.sessions {
+	for len(s.due) > 0 && !now.Before(s.due[0].due) {
+		ss := heap.Pop(&s.due).(*sess)
 		ss.mu.Lock()
-		if ss.conn == nil {
+		if ss.conn == nil && !ss.ended {
 			if ss.will != nil && !ss.willAt.IsZero() && !now.Before(ss.willAt) {
 				wills = append(wills, will{ss.client.Load(), ss.takeWill()})
 				if ss.persistent(s) {
@@ -338,12 +342,15 @@ func (s *Server) expire(now time.Time) {
 					wills = append(wills, will{ss.client.Load(), ss.takeWill()})
 				}
 				ss.ended = true
-				delete(s.sessions, id)
+				if s.sessions[ss.clientID] == ss {
+					delete(s.sessions, ss.clientID)
+				}
 				ended = append(ended, ss)
 				if ss.stored && s.persist != nil {
-					tx.cs.Add(session.Op{Kind: session.DeleteSession, ClientID: id})
+					tx.cs.Add(session.Op{Kind: session.DeleteSession, ClientID: ss.clientID})
 				}
 			}
+			s.scheduleLocked(ss) // the next deadline, if any
 		}
 		ss.mu.Unlock()
 	}
@@ -444,6 +451,7 @@ func (s *Server) Kick(clientID string, rc packet.ReasonCode, purge bool) bool {
 		ss.will = nil
 		ss.st.Filter(func(*session.Entry, bool) bool { return false })
 		delete(s.sessions, clientID)
+		s.scheduleLocked(ss)
 		if ss.stored && s.persist != nil {
 			tx.cs.Add(session.Op{Kind: session.DeleteSession, ClientID: clientID})
 		}

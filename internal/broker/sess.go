@@ -32,6 +32,10 @@ type sess struct {
 	willAt     time.Time // when a pending delayed will is due; zero: none pending
 	expireAt   time.Time // when an offline session ends; zero: not scheduled
 	ended      bool
+	// due is the session's place in Server.due (the earliest of willAt and expireAt when it
+	// was scheduled) and dueIdx its index there, -1 when absent; both guarded by Server.mu.
+	due    time.Time
+	dueIdx int
 	// waiting lists queued entries (by Seq, ascending: appended at enqueue) whose group
 	// commit has not completed: they are
 	// not sent before they are stored, or a crash could deliver a QoS 2 message twice.
@@ -52,7 +56,7 @@ type sess struct {
 }
 
 func newSess(clientID string) *sess {
-	return &sess{clientID: clientID, gen: rand.Uint64(), st: session.New(clientID)}
+	return &sess{clientID: clientID, gen: rand.Uint64(), st: session.New(clientID), dueIdx: -1}
 }
 
 // persistent reports whether the session's entries are stored. Called with ss.mu held.

@@ -407,6 +407,7 @@ func (c *conn) detach() {
 				tx.cs.Add(session.Op{Kind: session.PutMeta, Meta: ss.meta()})
 			}
 		}
+		s.scheduleLocked(ss)
 	}
 	ss.mu.Unlock()
 	s.mu.Unlock()
