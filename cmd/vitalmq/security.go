@@ -226,6 +226,7 @@ func (s *security) watch(ctx context.Context, srv *broker.Server) {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	revoked := s.revokedDevices()
+	sweep := userSweep{window: srv.Config().ConnectTimeout + time.Second}
 	for {
 		select {
 		case <-ctx.Done():
@@ -251,8 +252,10 @@ func (s *security) watch(ctx context.Context, srv *broker.Server) {
 		}
 		revoked = now
 		s.reloadExternal(srv)
-		// Sessions of users that no longer exist end (checked every round: a user added and
-		// removed between two rounds must not keep a session).
+		if !sweep.due(s.users.Generation(), time.Now()) {
+			continue
+		}
+		// Sessions of users that no longer exist end.
 		users := s.userNames()
 		gone := map[string]bool{}
 		srv.KickWhere(func(c *broker.Client) bool {
@@ -297,6 +300,24 @@ func (s *security) reloadExternal(srv *broker.Server) {
 			s.log.Info("revoked device disconnected", "device", device)
 		}
 	}
+}
+
+// userSweep decides when watch checks every session against the users: not while the users
+// stay the same (a scan of all sessions costs the broker's core ~0.5 ms per 10,000), and
+// every round for window after they change (from the start, for sessions restored from
+// disk), since an authentication that read the users before the change may bind its
+// session after the first scan; window covers a CONNECT's whole deadline.
+type userSweep struct {
+	gen    uint64 // the users' generation last seen; 0 before the first round
+	until  time.Time
+	window time.Duration
+}
+
+func (w *userSweep) due(gen uint64, now time.Time) bool {
+	if gen != w.gen {
+		w.gen, w.until = gen, now.Add(w.window)
+	}
+	return !now.After(w.until)
 }
 
 func (s *security) userNames() map[string]bool {

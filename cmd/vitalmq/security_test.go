@@ -367,3 +367,29 @@ func TestUserRemoveKicks(t *testing.T) {
 		t.Fatal("removed user connected again")
 	}
 }
+
+// The sessions are checked against the users in every round for a CONNECT's deadline after
+// the users change (and after start), and not at all while they stay the same.
+func TestUserSweepDue(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	w := userSweep{window: 11 * time.Second}
+	steps := []struct {
+		gen  uint64
+		at   time.Duration
+		want bool
+	}{
+		{1, 0, true},                       // the first round (sessions restored from disk)
+		{1, 11 * time.Second, true},        // still within the window
+		{1, 11*time.Second + 1, false},     // the users stayed the same
+		{1, time.Hour, false},              //
+		{2, time.Hour + time.Second, true}, // a user added or removed
+		{2, time.Hour + 12*time.Second, true},
+		{2, time.Hour + 13*time.Second, false},
+		{3, 2 * time.Hour, true},
+	}
+	for i, st := range steps {
+		if got := w.due(st.gen, t0.Add(st.at)); got != st.want {
+			t.Fatalf("step %d (generation %d at %v): due = %v, want %v", i, st.gen, st.at, got, st.want)
+		}
+	}
+}

@@ -169,6 +169,7 @@ type Users struct {
 	wmu  sync.Mutex // serializes this process's writers
 	rmu  sync.Mutex // serializes installs of a new snapshot
 	snap atomic.Pointer[usersSnap]
+	gen  atomic.Uint64 // counts installed snapshots (Generation)
 }
 
 // Option configures Open.
@@ -218,7 +219,7 @@ func Open(path string, opts ...Option) (*Users, error) {
 	if err != nil {
 		return nil, err
 	}
-	u.snap.Store(s)
+	u.install(s)
 	return u, nil
 }
 
@@ -265,9 +266,18 @@ func (u *Users) read() (*usersSnap, error) {
 
 func (u *Users) store(s *usersSnap) {
 	u.rmu.Lock()
-	u.snap.Store(s)
+	u.install(s)
 	u.rmu.Unlock()
 }
+
+func (u *Users) install(s *usersSnap) {
+	u.snap.Store(s)
+	u.gen.Add(1)
+}
+
+// Generation changes whenever the users in effect may have changed (a write, or a reload
+// that found the file changed), so a caller can skip work while it stays the same.
+func (u *Users) Generation() uint64 { return u.gen.Load() }
 
 // Reload re-reads the users file if it changed since it was last read or written (it only stats
 // it otherwise), so that changes made by another process, such as the `vitalmq user` CLI, take
@@ -292,7 +302,7 @@ func (u *Users) Reload() error {
 	if err != nil {
 		return err
 	}
-	u.snap.Store(s)
+	u.install(s)
 	return nil
 }
 

@@ -299,14 +299,22 @@ func TestReload(t *testing.T) {
 	if _, err := broker.Verify("nurse.amy", pw); err == nil {
 		t.Fatal("saw the change before Reload")
 	}
+	gen := broker.Generation()
 	if err := broker.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := broker.Verify("nurse.amy", pw); err != nil {
 		t.Fatalf("after Reload: %v", err)
 	}
+	if broker.Generation() == gen {
+		t.Fatal("Generation unchanged by a Reload that found a change")
+	}
+	gen = broker.Generation()
 	if err := broker.Reload(); err != nil { // unchanged: only a stat
 		t.Fatal(err)
+	}
+	if broker.Generation() != gen {
+		t.Fatal("Generation changed by a Reload that found nothing new")
 	}
 	// The CLI changes the password and removes nobody; then removes the user.
 	if err := cli.SetPassword("nurse.amy", "a brand new password"); err != nil {
@@ -322,8 +330,12 @@ func TestReload(t *testing.T) {
 	if err := cli.Add("hub", RoleService, pw); err != nil {
 		t.Fatal(err)
 	}
+	gen = broker.Generation()
 	if err := broker.Add("ops", RoleAdmin, pw); err != nil { // broker has not reloaded
 		t.Fatal(err)
+	}
+	if broker.Generation() == gen {
+		t.Fatal("Generation unchanged by the broker's own write")
 	}
 	if l := broker.List(); len(l) != 3 {
 		t.Fatalf("broker List after its own write = %+v, want 3 users", l)
