@@ -196,6 +196,14 @@ func (c *conn) commitThenAck(tx *txn, a packet.Ack, barrier bool) {
 		c.sendAckDeferred(&a)
 		return
 	}
+	c.commitThenAckSlow(tx, a)
+}
+
+// commitThenAckSlow sends a's acknowledgement once tx is stored and every earlier commit
+// of this connection has completed. Apart from commitThenAck so that the fast path does
+// not allocate the closure's copy of a.
+func (c *conn) commitThenAckSlow(tx *txn, a packet.Ack) {
+	s := c.s
 	c.commits.Add(1) // acknowledgements leave in order [MQTT-4.6.0-2] [MQTT-4.6.0-3]
 	done := func(err error) {
 		defer c.commits.Add(-1)
