@@ -139,7 +139,7 @@ func TestFtInprocPublish(t *testing.T) {
 	sub5, in5, _ := ftPaho5(t, s.Addr, "ipp-5", nil, nil)
 	ftPahoSub(t, sub5, nil, ftSubOpt("ipp/#", 1))
 
-	m := &session.Message{Topic: "ipp/alarm", Payload: []byte("asystole"), QoS: 2}
+	m := &session.Message{Topic: "ipp/alarm", Payload: []byte("asystole"), QoS: 2, Props: &packet.Properties{}}
 	m.Props.ContentType = "text/plain"
 	m.Props.Set(packet.PropContentType)
 	if err := s.Publish(m); err != nil {

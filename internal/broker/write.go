@@ -197,7 +197,7 @@ func (c *conn) sendPublish(d session.Delivery, id uint16, dup bool, now time.Tim
 	}
 	p := packet.Publish{Dup: dup, QoS: d.QoS, Retain: d.Retain, Topic: m.Topic, PacketID: id, Payload: m.Payload}
 	if c.version == packet.Version5 {
-		p.Props = m.Props
+		p.Props = m.Properties()
 		if !m.Expiry.IsZero() { // the remaining lifetime [MQTT-3.3.2-6]
 			p.Props.MessageExpiry = uint32(max(1, math.Ceil(m.Expiry.Sub(now).Seconds())))
 			p.Props.Set(packet.PropMessageExpiry)
@@ -254,7 +254,7 @@ func (c *conn) sendShared(d session.Delivery) bool {
 	if b == nil {
 		p := packet.Publish{Retain: d.Retain, Topic: m.Topic, Payload: m.Payload}
 		if c.version == packet.Version5 {
-			p.Props = m.Props
+			p.Props = m.Properties()
 		}
 		b = packet.AppendPublish(nil, &p, c.version)
 		m.SetEncoded(slot, b)

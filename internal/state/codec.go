@@ -89,7 +89,7 @@ func (d *dec) optUint() uint64 {
 }
 
 func appendMessage(e *enc, m *session.Message) {
-	p := packet.Publish{QoS: m.QoS, Retain: m.Retain, Topic: m.Topic, Payload: m.Payload, Props: m.Props}
+	p := packet.Publish{QoS: m.QoS, Retain: m.Retain, Topic: m.Topic, Payload: m.Payload, Props: m.Properties()}
 	if m.QoS > 0 {
 		p.PacketID = 1 // placeholder: the identifier lives in the entry
 	}
@@ -123,8 +123,12 @@ func readMessage(d *dec) *session.Message {
 		d.err = fmt.Errorf("%w: %w", errCorrupt, err)
 		return nil
 	}
-	return &session.Message{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Props: p.Props,
-		Expiry: expiry, Origin: origin}
+	m := &session.Message{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Expiry: expiry, Origin: origin}
+	if p.Props.Present != 0 || len(p.Props.User) > 0 {
+		props := p.Props
+		m.Props = &props
+	}
+	return m
 }
 
 func encodeEntry(en session.Entry, sent bool, gen uint64) []byte {

@@ -38,7 +38,7 @@ func commitT(t *testing.T, d *DB, ops ...session.Op) {
 }
 
 func msg(topic, payload string, qos byte) *session.Message {
-	m := &session.Message{Topic: topic, Payload: []byte(payload), QoS: qos, Origin: "pub"}
+	m := &session.Message{Topic: topic, Payload: []byte(payload), QoS: qos, Origin: "pub", Props: &packet.Properties{}}
 	m.Props.ContentType = "application/senml+cbor"
 	m.Props.Set(packet.PropContentType)
 	m.Props.User = []packet.UserProperty{{Key: "k", Value: "v"}}
