@@ -43,14 +43,14 @@ func durBenchQoS1(b *testing.B, durable bool) {
 
 	sub, _ := durDial(b, srv.addr, durV5, "bench-sub", true, 3600)
 	sub.durSubscribe(durV5, "bench/#", 1)
-	sub.nc.SetReadDeadline(time.Time{})
+	sub.nc.SetDeadline(time.Time{}) // durDial's deadlines are for tests; a long benchmark outlives them
 	var subWG sync.WaitGroup
 	subWG.Go(func() { durBenchAcker(sub.nc) })
 
 	conns := make([]net.Conn, durBenchPubs)
 	for i := range conns {
 		c, _ := durDial(b, srv.addr, durV5, "bench-pub-"+string(rune('a'+i)), true, 0)
-		c.nc.SetReadDeadline(time.Time{})
+		c.nc.SetDeadline(time.Time{})
 		conns[i] = c.nc
 	}
 	payload := make([]byte, 64)
