@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,10 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"vitalmq/internal/auth"
+	"vitalmq/internal/broker"
+	"vitalmq/internal/limiter"
 )
 
 // secServer runs serve with the default security on a loopback TLS listener.
@@ -391,5 +396,37 @@ func TestUserSweepDue(t *testing.T) {
 		if got := w.due(st.gen, t0.Add(st.at)); got != st.want {
 			t.Fatalf("step %d (generation %d at %v): due = %v, want %v", i, st.gen, st.at, got, st.want)
 		}
+	}
+}
+
+// A session of a removed user has no rights left, whether or not watch has disconnected it
+// yet (it may bind after watch's last scan); device certificates are not users.
+func TestRemovedUserHasNoRights(t *testing.T) {
+	users, err := auth.Open(filepath.Join(t.TempDir(), "users.json"), auth.WithParams(auth.Params{Memory: 8, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := users.Add("svc", auth.RoleService, "a long enough password"); err != nil {
+		t.Fatal(err)
+	}
+	s := &security{users: users, policy: auth.NewPolicies(auth.DefaultPolicy()), denyLog: limiter.New(1, 20, 100),
+		log: slog.New(slog.DiscardHandler)}
+	s.deny.Store(&[]string{})
+	svc := &broker.Client{ClientID: "svc:1", Username: "svc", Attrs: map[string]string{"role": auth.RoleService}}
+	dev := &broker.Client{ClientID: "pump-7", Attrs: map[string]string{"role": auth.RoleDevice, "device": "pump-7"}}
+	rights := func(c *broker.Client, pub, sub string) [3]bool {
+		return [3]bool{s.CanPublish(c, pub), s.CanSubscribe(c, sub), s.CanReceive(c, sub)}
+	}
+	if got := rights(svc, "cmd/pump-7", "dev/pump-7/hr"); got != [3]bool{true, true, true} {
+		t.Fatalf("existing service user: publish, subscribe, receive = %v, want all granted", got)
+	}
+	if err := users.Remove("svc"); err != nil {
+		t.Fatal(err)
+	}
+	if got := rights(svc, "cmd/pump-7", "dev/pump-7/hr"); got != [3]bool{} {
+		t.Fatalf("removed user: publish, subscribe, receive = %v, want all denied", got)
+	}
+	if got := rights(dev, "dev/pump-7/hr", "cmd/pump-7"); got != [3]bool{true, true, true} {
+		t.Fatalf("device certificate: publish, subscribe, receive = %v, want all granted", got)
 	}
 }
