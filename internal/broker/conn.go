@@ -647,17 +647,16 @@ func (c *conn) reauthorize(ss *sess, tx *txn) {
 // newMessage builds a routed message from a PUBLISH or a will.
 func newMessage(name string, payload []byte, qos byte, retain bool, props *packet.Properties, origin string, now time.Time) *session.Message {
 	m := &session.Message{Topic: name, Payload: payload, QoS: qos, Retain: retain, Origin: origin}
-	if props.Present != 0 || len(props.User) > 0 {
+	const forwarded = 1<<packet.PropPayloadFormat | 1<<packet.PropContentType | 1<<packet.PropResponseTopic |
+		1<<packet.PropCorrelationData | 1<<packet.PropUserProperty
+	if props.Present&forwarded != 0 || len(props.User) > 0 { // not for a Topic Alias or an expiry alone
 		fwd := *props
-		fwd.Present &= 1<<packet.PropPayloadFormat | 1<<packet.PropContentType | 1<<packet.PropResponseTopic |
-			1<<packet.PropCorrelationData | 1<<packet.PropUserProperty
+		fwd.Present &= forwarded
 		fwd.SubscriptionIDs = nil
-		if fwd.Present != 0 || len(fwd.User) > 0 {
-			m.Props = &fwd
-		}
-		if props.Has(packet.PropMessageExpiry) {
-			m.Expiry = now.Add(time.Duration(props.MessageExpiry) * time.Second)
-		}
+		m.Props = &fwd
+	}
+	if props.Has(packet.PropMessageExpiry) {
+		m.Expiry = now.Add(time.Duration(props.MessageExpiry) * time.Second)
 	}
 	return m
 }

@@ -11,7 +11,8 @@ import (
 // subscription at QoS 2 that bypasses authorization (the caller is the server itself).
 // fn runs on one goroutine per subscription, in order; up to queue messages wait for it
 // and further ones are dropped and counted, so a slow handler never stalls routing.
-// stop removes the subscription and waits for fn to return.
+// stop removes the subscription and waits for fn to return. The message is shared with
+// every other subscriber: fn must not modify it (its Props are nil when it has none).
 func (s *Server) Subscribe(filter string, queue int, fn func(*session.Message)) (stop func(), err error) {
 	if err := s.limits.CheckFilter(filter); err != nil {
 		return nil, err
