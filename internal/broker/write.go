@@ -338,8 +338,8 @@ func (c *conn) finish(err error) {
 	}
 	c.nc.Close()
 	if c.ss != nil {
-		s.stats.connected.Add(-1)
 		c.detach()
+		s.stats.connected.Add(-1) // after: a client counted gone has its session offline
 	}
 	s.mu.Lock()
 	delete(s.conns, c)
