@@ -61,7 +61,7 @@ type conn struct {
 	outMu    sync.Mutex
 	pending  []byte
 	aliasOut map[string]uint16 // topic → alias, under outMu
-	closing  bool              // close after flushing pending
+	closing  bool              // close after flushing pending (also in stopping, readable without outMu)
 	writing  bool              // the write side is open (CONNACK queued)
 	flushing bool              // a flusher runs (a goroutine, or the reader writing its acknowledgements)
 	deferred bool              // the reader left acknowledgements for itself to write (flushDeferred)
@@ -70,6 +70,7 @@ type conn struct {
 	// parked: the reader waits for room in a subscriber's queue (flow control), so it
 	// reads no acknowledgements meanwhile; nobody waits for this client's own queue.
 	parked           atomic.Bool
+	stopping         atomic.Bool   // closing: pumpLocked sends it nothing more
 	suppressWill     bool          // an administrative kick: the will is not published
 	writerDone       chan struct{} // closed when the write side ended (endWriter)
 	done             chan struct{} // closed when the connection is fully detached from its session

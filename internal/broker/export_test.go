@@ -6,3 +6,18 @@ func (s *Server) Scheduled() int {
 	defer s.mu.Unlock()
 	return len(s.due)
 }
+
+// StopSending marks clientID's connection as closing, as kick and finish do before the
+// socket closes, without closing it.
+func (s *Server) StopSending(clientID string) {
+	s.mu.Lock()
+	ss := s.sessions[clientID]
+	s.mu.Unlock()
+	ss.mu.Lock()
+	c := ss.conn
+	ss.mu.Unlock()
+	c.outMu.Lock()
+	c.closing = true
+	c.stopping.Store(true)
+	c.outMu.Unlock()
+}

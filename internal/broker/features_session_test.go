@@ -315,3 +315,28 @@ func TestJanitorSchedulesOnlyOfflineDeadlines(t *testing.T) {
 		t.Fatal("the session kept forever was lost")
 	}
 }
+
+// TestNothingSentToClosingConnection: a message routed to a subscriber whose connection is
+// already closing stays queued rather than counting as sent: the resumed session delivers
+// it as new (DUP=0), and would drop it had it expired meanwhile [MQTT-3.3.2-5] (it used to
+// be resent with DUP=1, exempt from expiry, although it never left).
+func TestNothingSentToClosingConnection(t *testing.T) {
+	const v = packet.Version5
+	s := startServer(t, broker.Config{})
+	persist := func(p *packet.Connect) { ftPersist(p, 60); p.CleanStart = false }
+	sub, _ := ftDial(t, s.Addr, v, "cl-sub", persist)
+	sub.ftSub(v, "cl/#", 1)
+	pub, _ := ftDial(t, s.Addr, v, "cl-pub", nil)
+	s.StopSending("cl-sub")
+	pub.ftPub1(v, &packet.Publish{QoS: 1, Topic: "cl/t", PacketID: 1, Payload: []byte("during close")})
+	sub.nc.Close()
+	eventually(t, 5*time.Second, "subscriber detached", func() bool { return s.Stats().Connected == 1 })
+	sub, ack := ftDial(t, s.Addr, v, "cl-sub", persist)
+	if !ack.SessionPresent {
+		t.Fatal("session lost")
+	}
+	m := sub.ftReadPublish(v)
+	if string(m.Payload) != "during close" || m.Dup {
+		t.Fatalf("got %q DUP=%v, want the message as new (DUP=0): it was never sent", m.Payload, m.Dup)
+	}
+}

@@ -252,6 +252,12 @@ func (ss *sess) pumpLocked(s *Server, now time.Time, tx *txn) {
 		if _, stored := slices.BinarySearch(ss.waiting, e.Seq); !ok || stored {
 			return
 		}
+		if c.stopping.Load() {
+			// Nothing more is written to a closing connection: the entry stays queued, so the
+			// next connection sends it as new, or drops it once expired [MQTT-3.3.2-5], instead
+			// of resending as DUP (and regardless of expiry) what never left.
+			return
+		}
 		ss.st.Next()
 		if !c.sendPublish(e.Delivery, e.ID, e.Dup, now) { // expired or too large [MQTT-3.3.2-5] [MQTT-3.1.2-25]
 			ss.st.Drop(e.ID)

@@ -284,6 +284,7 @@ func (c *conn) kick(rc packet.ReasonCode) {
 		c.pending = packet.AppendDisconnect(c.pending, &packet.Disconnect{Reason: rc.ForDisconnect()}, c.version)
 	}
 	c.closing = true
+	c.stopping.Store(true)
 	if !writing {
 		c.outMu.Unlock()
 		c.nc.Close()
@@ -329,6 +330,7 @@ func (c *conn) finish(err error) {
 		}
 	}
 	c.closing = true
+	c.stopping.Store(true)
 	if writing {
 		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 		c.unlockFlush()
