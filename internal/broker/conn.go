@@ -61,7 +61,6 @@ type conn struct {
 	outMu    sync.Mutex
 	pending  []byte
 	aliasOut map[string]uint16 // topic → alias, under outMu
-	closing  bool              // close after flushing pending (also in stopping, readable without outMu)
 	writing  bool              // the write side is open (CONNACK queued)
 	flushing bool              // a flusher runs (a goroutine, or the reader writing its acknowledgements)
 	deferred bool              // the reader left acknowledgements for itself to write (flushDeferred)
@@ -69,8 +68,10 @@ type conn struct {
 	wdl      time.Time         // the write deadline in force; only the running flusher uses it
 	// parked: the reader waits for room in a subscriber's queue (flow control), so it
 	// reads no acknowledgements meanwhile; nobody waits for this client's own queue.
-	parked           atomic.Bool
-	stopping         atomic.Bool   // closing: pumpLocked sends it nothing more
+	parked atomic.Bool
+	// closing: close after flushing pending. Set under outMu; pumpLocked reads it without
+	// outMu to send a closing connection nothing more.
+	closing          atomic.Bool
 	suppressWill     bool          // an administrative kick: the will is not published
 	writerDone       chan struct{} // closed when the write side ended (endWriter)
 	done             chan struct{} // closed when the connection is fully detached from its session

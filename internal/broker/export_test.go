@@ -17,7 +17,6 @@ func (s *Server) StopSending(clientID string) {
 	c := ss.conn
 	ss.mu.Unlock()
 	c.outMu.Lock()
-	c.closing = true
-	c.stopping.Store(true)
+	c.closing.Store(true)
 	c.outMu.Unlock()
 }

@@ -77,8 +77,8 @@ func TestFtMessageExpiry5(t *testing.T) {
 	}
 	c.ftAck(ft5, packet.PUBACK, m.PacketID)
 	c.ftDisconnect(ft5)
-	// The session must be offline before the next publications: one sent to a connection
-	// still closing counts as in flight (sent), and a sent message no longer expires.
+	// The session must be offline before the next publications, so that they are queued for
+	// the next connection and not routed to this one while it closes.
 	eventually(t, 5*time.Second, "subscriber detached", func() bool { return s.Stats().Connected == 1 })
 
 	// Offline: one message expires while queued, the other waits and is decremented.

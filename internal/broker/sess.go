@@ -252,7 +252,7 @@ func (ss *sess) pumpLocked(s *Server, now time.Time, tx *txn) {
 		if _, stored := slices.BinarySearch(ss.waiting, e.Seq); !ok || stored {
 			return
 		}
-		if c.stopping.Load() {
+		if c.closing.Load() {
 			// Nothing more is written to a closing connection: the entry stays queued, so the
 			// next connection sends it as new, or drops it once expired [MQTT-3.3.2-5], instead
 			// of resending as DUP (and regardless of expiry) what never left.

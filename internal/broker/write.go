@@ -15,7 +15,7 @@ import (
 func (c *conn) startWriter(connack []byte) {
 	c.outMu.Lock()
 	c.writing = true
-	if !c.closing {
+	if !c.closing.Load() {
 		c.pending = append(connack, c.pending...)
 	}
 	c.unlockFlush()
@@ -24,7 +24,7 @@ func (c *conn) startWriter(connack []byte) {
 // unlockFlush releases outMu and, when there is something to write (or to close) and no
 // flusher runs, starts one. Producers append to pending under outMu and leave through here.
 func (c *conn) unlockFlush() {
-	start := c.writing && !c.flushing && !c.closed && (len(c.pending) > 0 || c.closing)
+	start := c.writing && !c.flushing && !c.closed && (len(c.pending) > 0 || c.closing.Load())
 	if start {
 		c.flushing = true
 	}
@@ -49,7 +49,7 @@ func (c *conn) flush() {
 		c.outMu.Lock()
 		if len(c.pending) == 0 {
 			c.pending = nil
-			if c.closing { // flushing stays set: no second flusher while this one ends the write side
+			if c.closing.Load() { // flushing stays set: no second flusher while this one ends the write side
 				c.outMu.Unlock()
 				c.endWriter()
 				return
@@ -59,7 +59,7 @@ func (c *conn) flush() {
 			return
 		}
 		buf, c.pending = c.pending, buf[:0]
-		closing := c.closing
+		closing := c.closing.Load()
 		c.outMu.Unlock()
 		if !closing {
 			c.extendWriteDeadline()
@@ -88,7 +88,8 @@ func (c *conn) extendWriteDeadline() {
 // and writerDone is closed (once).
 func (c *conn) endWriter() {
 	c.outMu.Lock()
-	c.closing, c.pending, c.flushing = true, nil, false
+	c.pending, c.flushing = nil, false
+	c.closing.Store(true)
 	first := !c.closed
 	c.closed = true
 	c.outMu.Unlock()
@@ -103,7 +104,7 @@ func (c *conn) endWriter() {
 // more filters than its own limit lets it hear about) [MQTT-3.1.2-24].
 func (c *conn) queue(enc func([]byte) []byte) {
 	c.outMu.Lock()
-	if !c.closing {
+	if !c.closing.Load() {
 		n := len(c.pending)
 		c.pending = enc(c.pending)
 		c.fitLocked(n)
@@ -128,7 +129,7 @@ func (c *conn) sendAck(a *packet.Ack) {
 // appendAckLocked appends an acknowledgement to pending (not through queue: no closure per
 // acknowledgement). Called with outMu held.
 func (c *conn) appendAckLocked(a *packet.Ack) {
-	if !c.closing {
+	if !c.closing.Load() {
 		n := len(c.pending)
 		c.pending = packet.AppendAck(c.pending, a, c.version)
 		c.fitLocked(n)
@@ -143,7 +144,7 @@ func (c *conn) appendAckLocked(a *packet.Ack) {
 func (c *conn) sendAckDeferred(a *packet.Ack) {
 	c.outMu.Lock()
 	c.appendAckLocked(a)
-	c.deferred = !c.closing
+	c.deferred = !c.closing.Load()
 	if c.deferred {
 		c.outMu.Unlock()
 		return
@@ -162,7 +163,7 @@ func (c *conn) flushDeferred() {
 		return
 	}
 	c.deferred = false
-	if !c.writing || c.flushing || c.closed || c.closing || len(c.pending) == 0 {
+	if !c.writing || c.flushing || c.closed || c.closing.Load() || len(c.pending) == 0 {
 		c.unlockFlush() // a flusher runs, or has to end the write side
 		return
 	}
@@ -213,7 +214,7 @@ func (c *conn) sendPublish(d session.Delivery, id uint16, dup bool, now time.Tim
 		return false // [MQTT-3.1.2-25] never more than the client's Maximum Packet Size
 	}
 	c.outMu.Lock()
-	if c.closing {
+	if c.closing.Load() {
 		c.outMu.Unlock()
 		return id != 0 // a QoS 1/2 message stays in flight for the next connection
 	}
@@ -264,7 +265,7 @@ func (c *conn) sendShared(d session.Delivery) bool {
 		return false // [MQTT-3.1.2-25]
 	}
 	c.outMu.Lock()
-	if c.closing || len(c.pending) > c.s.cfg.MaxPendingWrite {
+	if c.closing.Load() || len(c.pending) > c.s.cfg.MaxPendingWrite {
 		c.outMu.Unlock()
 		c.s.stats.dropped.Add(1)
 		return false
@@ -280,11 +281,10 @@ func (c *conn) sendShared(d session.Delivery) bool {
 func (c *conn) kick(rc packet.ReasonCode) {
 	c.outMu.Lock()
 	writing := c.writing
-	if !c.closing && writing && c.version == packet.Version5 && c.maxOut >= 3 {
+	if !c.closing.Load() && writing && c.version == packet.Version5 && c.maxOut >= 3 {
 		c.pending = packet.AppendDisconnect(c.pending, &packet.Disconnect{Reason: rc.ForDisconnect()}, c.version)
 	}
-	c.closing = true
-	c.stopping.Store(true)
+	c.closing.Store(true)
 	if !writing {
 		c.outMu.Unlock()
 		c.nc.Close()
@@ -308,7 +308,7 @@ func (c *conn) finish(err error) {
 	s := c.s
 	c.outMu.Lock()
 	writing := c.writing
-	if writing && !c.closing && c.version == packet.Version5 {
+	if writing && !c.closing.Load() && c.version == packet.Version5 {
 		if rc, ok := errReason(err); ok { // [MQTT-4.13.1-1] DISCONNECT with the reason, then close
 			d := packet.Disconnect{Reason: rc.ForDisconnect()}
 			if c.problemInfo && err != nil {
@@ -329,8 +329,7 @@ func (c *conn) finish(err error) {
 			}
 		}
 	}
-	c.closing = true
-	c.stopping.Store(true)
+	c.closing.Store(true)
 	if writing {
 		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 		c.unlockFlush()
