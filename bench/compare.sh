@@ -28,8 +28,13 @@ keep those sessions in memory):
   5   $CONNS idle TLS connections from 127.0.0.2...127.0.0.(SOURCES+1): memory per connection
       and CPU per handshake (full handshakes)
   5r  the same with TLS session resumption (--resume)
+  5c  as 5, the load tool offering only classic key exchange (--classic-kex: X25519), as most
+      device TLS stacks do; in 5, 5r, 6 and 7 it offers Go's default, the post-quantum hybrid
+      X25519MLKEM768, which the Go brokers choose and which makes the ClientHello 1.2 KB larger
+      (Mosquitto, on OpenSSL 3.0, negotiates X25519 either way)
   6   the RPM shape: $DEVICES devices each publishing 1 QoS 1 message/s over TLS to one
       wildcard subscriber (vitalmq memory and durable)
+  6c  as 6, classic key exchange (see 5c)
   7   the ECG mix: $ECG devices sending 500-byte frames at 1/s, QoS 1, each with its own
       client certificate (mTLS, minted by the load tool from the shared CA), to 20 dashboard
       subscribers on a wildcard over TLS (vitalmq memory and durable)
@@ -42,7 +47,7 @@ Environment:
   CONNS=10000     idle connections in scenario 5 (capped by ulimit -n)
   DEVICES=10000   devices in scenario 6 (capped by ulimit -n)
   ECG=2000        devices in scenario 7
-  SCENARIOS="1p 1t 2 3 4 5 5r 6 7"   which scenarios, in this order
+  SCENARIOS="1p 1t 2 3 4 5 5r 5c 6 6c 7"   which scenarios, in this order
   BROKERS="mosquitto mochi vitalmq"  which brokers (vitalmq-durable is added where it applies)
   BROKER_CPU=0 TOOL_CPU=1           cores for the broker and the load tool
   SOURCES=200     source addresses for scenarios 5 and 6 (and, with SNAT, for every run);
@@ -55,7 +60,7 @@ Environment:
                   VITALMQ_BENCH that spreads new connections from 127.0.0.1 to the brokers'
                   ports (only those) round-robin over 127.0.0.2 … 127.0.0.(SOURCES+1), for all
                   three brokers alike, and removes it on exit. SNAT=0: no rules (vitalmq then
-                  refuses connections past the 100th in scenarios 1-4 and 6)
+                  refuses connections past the 100th in scenarios 1-4, 6 and 6c)
   PORT_BASE=28800 ports: mosquitto +1/+2/+3, mochi +11/+12/+13, vitalmq +21/+22/+23
                   (plain / TLS / TLS requiring a client certificate)
   PROFILE="1t 2"  record a CPU profile of vitalmq (memory and durable) with perf in these
@@ -100,7 +105,7 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-1s}
 CONNS=${CONNS:-10000}
 DEVICES=${DEVICES:-10000}
-SCENARIOS=${SCENARIOS:-1p 1t 2 3 4 5 5r 6 7}
+SCENARIOS=${SCENARIOS:-1p 1t 2 3 4 5 5r 5c 6 6c 7}
 ECG=${ECG:-2000}
 BROKERS=${BROKERS:-mosquitto mochi vitalmq}
 BROKER_CPU=${BROKER_CPU:-0}
@@ -131,7 +136,7 @@ done
 ((SOURCES >= 1 && SOURCES <= 253)) || die "SOURCES=$SOURCES: want 1..253"
 case $SNAT in auto | 0 | 1) ;; *) die "SNAT=$SNAT: want auto, 0 or 1" ;; esac
 for s in $SCENARIOS; do
-	case $s in 1p | 1t | 2 | 3 | 4 | 5 | 5r | 6 | 7) ;; *) die "unknown scenario $s" ;; esac
+	case $s in 1p | 1t | 2 | 3 | 4 | 5 | 5r | 5c | 6 | 6c | 7) ;; *) die "unknown scenario $s" ;; esac
 done
 for s in $PROFILE; do
 	case " $SCENARIOS " in *" $s "*) ;; *) die "PROFILE=$PROFILE: scenario $s is not in SCENARIOS" ;; esac
@@ -185,7 +190,9 @@ def norm: if .error != null then {sc, target, rep} else
   {sc: "4", label: "4 QoS 1 at 5,000 msg/s, TLS"},
   {sc: "5", label: "5 \($conns) idle TLS conns, full handshakes"},
   {sc: "5r", label: "5r the same, TLS resumption"},
+  {sc: "5c", label: "5c the same, full handshakes, classic key exchange"},
   {sc: "6", label: "6 \($devices) devices × 1 msg/s QoS 1, TLS"},
+  {sc: "6c", label: "6c the same, classic key exchange"},
   {sc: "7", label: "7 ECG: \($ecg) devices × 500 B/s QoS 1, mTLS → 20 dashboards"}
 ] as $scs
 | def metrics($sc):
@@ -262,11 +269,11 @@ NOFILE=$(ulimit -n)
 [[ $NOFILE == unlimited ]] && NOFILE=1048576
 MAXCONNS=$((NOFILE - 200))
 if ((CONNS > MAXCONNS)); then
-	note "ulimit -n is $NOFILE (hard limit $(ulimit -Hn)): scenario 5 uses $MAXCONNS connections instead of $CONNS"
+	note "ulimit -n is $NOFILE (hard limit $(ulimit -Hn)): scenario 5 (5r, 5c) uses $MAXCONNS connections instead of $CONNS"
 	CONNS=$MAXCONNS
 fi
 if ((DEVICES > MAXCONNS)); then
-	note "ulimit -n is $NOFILE (hard limit $(ulimit -Hn)): scenario 6 uses $MAXCONNS devices instead of $DEVICES"
+	note "ulimit -n is $NOFILE (hard limit $(ulimit -Hn)): scenario 6 (6c) uses $MAXCONNS devices instead of $DEVICES"
 	DEVICES=$MAXCONNS
 fi
 
@@ -470,7 +477,7 @@ brokers_for() { # brokers_for SCENARIO: the brokers, vitalmq-durable added where
 	for b in $BROKERS; do
 		out+=("$b")
 		if [[ $b == vitalmq ]]; then
-			case $1 in 2 | 4 | 6 | 7) out+=(vitalmq-durable) ;; esac
+			case $1 in 2 | 4 | 6 | 6c | 7) out+=(vitalmq-durable) ;; esac
 		fi
 	done
 	echo "${out[@]}"
@@ -490,7 +497,9 @@ tool_args() {
 	4) echo "${p[@]}" "${t[@]}" --pubs 100 --subs 1 --qos 1 --total-rate 5000 --persistent-subs ;;
 	5) echo conns "${t[@]}" --conns "$CONNS" --sources "$SOURCES" --concurrency 8 --hold 10s ;;
 	5r) echo conns "${t[@]}" --conns "$CONNS" --sources "$SOURCES" --concurrency 8 --hold 10s --resume ;;
+	5c) echo conns "${t[@]}" --conns "$CONNS" --sources "$SOURCES" --concurrency 8 --hold 10s --classic-kex ;;
 	6) echo "${p[@]}" "${t[@]}" --pubs "$DEVICES" --subs 1 --qos 1 --rate 1 --persistent-subs ;;
+	6c) echo "${p[@]}" "${t[@]}" --pubs "$DEVICES" --subs 1 --qos 1 --rate 1 --persistent-subs --classic-kex ;;
 	7) echo "${p[@]}" --size 500 --tls --cacert "$CA" --addr "127.0.0.1:$mtls" --sub-addr "127.0.0.1:$tls" \
 		--client-ca-cert "$CA" --client-ca-key "$CAKEY" --pubs "$ECG" --subs 20 --qos 1 --rate 1 --persistent-subs ;;
 	esac

@@ -74,6 +74,7 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.tls.ServerName, "server-name", "", "name to verify in the broker's certificate (default: the --addr host)")
 	fs.BoolVar(&c.tls.Insecure, "insecure", false, "do not verify the broker's certificate")
 	fs.BoolVar(&c.tls.Resume, "resume", false, "TLS session resumption: cache session tickets and reuse them")
+	fs.BoolVar(&c.tls.Classic, "classic-kex", false, "offer only classic TLS key exchange (X25519, P-256), as most device TLS stacks do;\ndefault: Go's, the post-quantum hybrid X25519MLKEM768 first")
 	fs.StringVar(&c.mintCert, "client-ca-cert", "", "mTLS at scale: give every connection its own client certificate (its client id as\nvitalmq device identity), signed by this CA certificate `file` (with --client-ca-key)")
 	fs.StringVar(&c.mintKey, "client-ca-key", "", "the private key `file` of --client-ca-cert")
 	fs.IntVar(&c.brokerPID, "broker-pid", 0, "`pid` of the broker: report its CPU time and memory from /proc")

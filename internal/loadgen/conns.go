@@ -43,13 +43,14 @@ type ConnsResult struct {
 	Connected   int     `json:"connected"`
 	Failed      int     `json:"failed"`
 	FirstError  string  `json:"first_error,omitempty"`
-	ConnectS    float64 `json:"connect_s"`      // first dial to last CONNACK
-	ConnectRate float64 `json:"connects_per_s"` // connections (TCP + TLS + CONNECT/CONNACK) per second
-	Handshake   Latency `json:"handshake_us"`   // per connection, dial to CONNACK
-	Resumed     int     `json:"tls_resumed"`    // TLS handshakes that resumed a session
-	Full        int     `json:"tls_full"`       // full TLS handshakes
-	Alive       int     `json:"alive"`          // still open at the end of the hold
-	Pings       int64   `json:"pings"`          // PINGREQs sent during the hold
+	ConnectS    float64 `json:"connect_s"`                  // first dial to last CONNACK
+	ConnectRate float64 `json:"connects_per_s"`             // connections (TCP + TLS + CONNECT/CONNACK) per second
+	Handshake   Latency `json:"handshake_us"`               // per connection, dial to CONNACK
+	Resumed     int     `json:"tls_resumed"`                // TLS handshakes that resumed a session
+	Full        int     `json:"tls_full"`                   // full TLS handshakes
+	KeyExchange string  `json:"tls_key_exchange,omitempty"` // negotiated by the first connection
+	Alive       int     `json:"alive"`                      // still open at the end of the hold
+	Pings       int64   `json:"pings"`                      // PINGREQs sent during the hold
 
 	Broker    *ConnsBroker `json:"broker,omitempty"`
 	BrokerErr string       `json:"broker_err,omitempty"`
@@ -124,7 +125,7 @@ func RunConns(ctx context.Context, cfg ConnsConfig) (*ConnsResult, error) {
 	conns := make([]net.Conn, cfg.Conns)
 	var hists = make([]Histogram, cfg.Concurrency)
 	var next, failed, resumed atomic.Int64
-	var errOnce sync.Once
+	var errOnce, kexOnce sync.Once
 	var wg sync.WaitGroup
 	start := time.Now()
 	for w := range cfg.Concurrency {
@@ -141,6 +142,9 @@ func RunConns(ctx context.Context, cfg ConnsConfig) (*ConnsResult, error) {
 					continue
 				}
 				conns[i] = c.nc // the reader and its buffer are dropped: idle connections read nothing
+				if info.kex != 0 {
+					kexOnce.Do(func() { res.KeyExchange = info.kex.String() })
+				}
 				hists[w].Record(int64(info.elapsed))
 				if info.resumed {
 					resumed.Add(1)

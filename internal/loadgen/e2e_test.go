@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"os"
@@ -12,18 +13,25 @@ import (
 
 	"vitalmq/internal/broker"
 	"vitalmq/internal/packet"
+	"vitalmq/internal/tlsconfig"
 )
 
 // startBroker runs the real broker in-process on 127.0.0.1:0 (anonymous, $SYS off) and
 // stops it at the end of the test.
 func startBroker(t *testing.T, cfg broker.Config) string {
 	t.Helper()
-	cfg.SysInterval = -1
-	srv, err := broker.New(cfg)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return startBrokerOn(t, cfg, ln)
+}
+
+// startBrokerOn runs the real broker in-process on ln.
+func startBrokerOn(t *testing.T, cfg broker.Config, ln net.Listener) string {
+	t.Helper()
+	cfg.SysInterval = -1
+	srv, err := broker.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,5 +170,38 @@ func TestConnsCountsBrokerClosures(t *testing.T) {
 	}
 	if res.Connected != 10 || res.Alive != 5 {
 		t.Fatalf("connected %d alive %d, want 10 and 5", res.Connected, res.Alive)
+	}
+}
+
+// --classic-kex offers only classic key exchange: the broker's TLS (vitalmq's server
+// configuration) then negotiates X25519, as with a device's TLS stack; by default the load
+// tool offers Go's post-quantum hybrid, which the broker prefers.
+func TestConnsKeyExchange(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := writeCert(t, dir, "broker", false)
+	tc, err := tlsconfig.Server(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := startBrokerOn(t, broker.Config{}, tls.NewListener(ln, tc))
+	for _, c := range []struct {
+		classic bool
+		want    string
+	}{{false, tls.X25519MLKEM768.String()}, {true, tls.X25519.String()}} {
+		cfg, err := TLSOptions{Insecure: true, Classic: c.classic}.Config("127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := RunConns(t.Context(), ConnsConfig{Target: Target{Addr: addr, TLS: cfg}, Conns: 3, Concurrency: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Connected != 3 || res.KeyExchange != c.want {
+			t.Errorf("classic %v: connected %d, key exchange %q, want %q", c.classic, res.Connected, res.KeyExchange, c.want)
+		}
 	}
 }

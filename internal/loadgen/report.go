@@ -52,7 +52,7 @@ func (r *ConnsResult) WriteTable(w io.Writer) error {
 	fmt.Fprintf(tw, "connect rate\t%.0f /s\t(%.2f s)\n", r.ConnectRate, r.ConnectS)
 	fmt.Fprintf(tw, "handshake\tp50 %.0f µs\tp99 %.0f µs\tmax %.0f µs\n", r.Handshake.P50, r.Handshake.P99, r.Handshake.Max)
 	if r.TLS {
-		fmt.Fprintf(tw, "TLS sessions\tresumed %d\tfull %d\n", r.Resumed, r.Full)
+		fmt.Fprintf(tw, "TLS sessions\tresumed %d\tfull %d\tkey exchange %s\n", r.Resumed, r.Full, r.KeyExchange)
 	}
 	if r.FirstError != "" {
 		fmt.Fprintf(tw, "first error\t%s\n", r.FirstError)

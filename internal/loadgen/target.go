@@ -50,6 +50,10 @@ type TLSOptions struct {
 	ServerName string // name to verify; empty: the target's host (an IP is checked against IP SANs)
 	Insecure   bool   // skip verification (loopback only, for self-signed test brokers)
 	Resume     bool   // keep a session cache so later handshakes resume (TLS session tickets)
+	// Classic offers only the classic key exchange (X25519, then P-256), as most device TLS
+	// stacks do (and all that Debian's Mosquitto, on OpenSSL 3.0, negotiates); false offers
+	// Go's default, the post-quantum hybrid X25519MLKEM768 first.
+	Classic bool
 }
 
 // Config returns the *tls.Config for a target whose host is host.
@@ -74,6 +78,9 @@ func (o TLSOptions) Config(host string) (*tls.Config, error) {
 			return nil, fmt.Errorf("client certificate: %w", err)
 		}
 		c.Certificates = []tls.Certificate{cert}
+	}
+	if o.Classic {
+		c.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
 	}
 	if o.Resume {
 		c.ClientSessionCache = tls.NewLRUClientSessionCache(256)
@@ -136,6 +143,7 @@ type client struct {
 type connInfo struct {
 	elapsed time.Duration // dial + TLS handshake + CONNECT/CONNACK
 	resumed bool          // the TLS handshake resumed a session
+	kex     tls.CurveID   // the TLS key exchange negotiated
 }
 
 // connect dials the target (from local when not nil), runs the TLS handshake, sends
@@ -166,7 +174,8 @@ func (t *Target) connect(ctx context.Context, clientID string, local net.Addr, r
 			nc.Close()
 			return nil, info, fmt.Errorf("TLS handshake: %w", err)
 		}
-		info.resumed = tc.ConnectionState().DidResume
+		st := tc.ConnectionState()
+		info.resumed, info.kex = st.DidResume, st.CurveID
 		nc = tc
 	}
 	if dl, ok := ctx.Deadline(); ok {
