@@ -91,7 +91,11 @@ func (c *conn) serve() {
 		// The TLS handshake, CONNECT and authentication grow a goroutine's stack to 8 KiB or
 		// more, and the runtime only shrinks a stack to four times what is in use. An idle
 		// connection parks in its read loop for hours: a fresh goroutine keeps the stack that
-		// loop needs (half, in this broker) for every connection held.
+		// loop needs (half, in this broker) for every connection held. A device's publication
+		// path (loop, handlePublish, route, sess.deliver, pumpLocked, sendPublish) should fit
+		// in that half too, or the stack doubles for good (a reader parked in crypto/tls's read
+		// uses too much of it to be shrunk again): functions on it keep rarely used large
+		// locals in functions of their own.
 		c.s.wg.Add(1) // this goroutine still holds its own count: Close cannot miss it
 		go c.guard(c.loop, nil)
 	})

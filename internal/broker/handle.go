@@ -106,41 +106,7 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 	shed := c.s.overloaded.Load() && reason == packet.Success && !(p.Retain && len(p.Payload) == 0)
 
 	if p.QoS == 2 {
-		ss := c.ss
-		ss.mu.Lock()
-		if len(ss.st.AwaitingRel) >= int(c.s.cfg.ReceiveMaximum) && !slices.Contains(ss.st.AwaitingRel, p.PacketID) {
-			ss.mu.Unlock()
-			return fmt.Errorf("%w: more than %d qos 2 publications awaiting release", packet.ReceiveMaximumExceeded, c.s.cfg.ReceiveMaximum) // [MQTT-3.3.4-9]
-		}
-		fresh := ss.st.AwaitRelease(p.PacketID)
-		persistent := ss.persistent(c.s)
-		ss.mu.Unlock()
-		if fresh && shed {
-			c.s.dropped("memory budget exceeded", c.client.ClientID)
-			if c.version < packet.Version5 {
-				c.releaseID(p.PacketID)
-				return fmt.Errorf("%w: memory budget exceeded", packet.ServerBusy)
-			}
-			reason = packet.QuotaExceeded
-		}
-		if fresh && reason == packet.Success {
-			var err error
-			if reason, err = c.deliver(p, name, tx, now); err != nil {
-				c.releaseID(p.PacketID)
-				return err
-			}
-		}
-		switch {
-		case fresh && reason.IsError(): // the flow ends with the error PUBREC: forget the id
-			c.releaseID(p.PacketID)
-		case fresh && persistent:
-			tx.cs.Add(session.Op{Kind: session.PutAwaitRel, ClientID: c.ss.clientID, PacketID: p.PacketID})
-		}
-		// A duplicate is acknowledged again but not delivered again (§4.3.3); its PUBREC
-		// still waits for the first copy to be durable.
-		c.commitThenAck(tx, packet.Ack{Type: packet.PUBREC, PacketID: p.PacketID, Reason: reason}, !fresh)
-		c.yield(tx)
-		return nil
+		return c.handlePublish2(p, name, reason, shed, tx, now)
 	}
 	if shed {
 		c.s.dropped("memory budget exceeded", c.client.ClientID)
@@ -159,10 +125,50 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 		}
 	}
 	if p.QoS == 1 {
-		c.commitThenAck(tx, packet.Ack{Type: packet.PUBACK, PacketID: p.PacketID, Reason: reason}, false)
+		c.commitThenAck(tx, packet.PUBACK, p.PacketID, reason, false)
 	} else {
 		c.s.commit(tx, nil)
 	}
+	c.yield(tx)
+	return nil
+}
+
+// handlePublish2 is handlePublish's QoS 2 flow (in a function of its own, so that the QoS 0
+// and 1 path's stack frame does not carry its locals: see conn.serve).
+func (c *conn) handlePublish2(p *packet.Publish, name string, reason packet.ReasonCode, shed bool, tx *txn, now time.Time) error {
+	ss := c.ss
+	ss.mu.Lock()
+	if len(ss.st.AwaitingRel) >= int(c.s.cfg.ReceiveMaximum) && !slices.Contains(ss.st.AwaitingRel, p.PacketID) {
+		ss.mu.Unlock()
+		return fmt.Errorf("%w: more than %d qos 2 publications awaiting release", packet.ReceiveMaximumExceeded, c.s.cfg.ReceiveMaximum) // [MQTT-3.3.4-9]
+	}
+	fresh := ss.st.AwaitRelease(p.PacketID)
+	persistent := ss.persistent(c.s)
+	ss.mu.Unlock()
+	if fresh && shed {
+		c.s.dropped("memory budget exceeded", c.client.ClientID)
+		if c.version < packet.Version5 {
+			c.releaseID(p.PacketID)
+			return fmt.Errorf("%w: memory budget exceeded", packet.ServerBusy)
+		}
+		reason = packet.QuotaExceeded
+	}
+	if fresh && reason == packet.Success {
+		var err error
+		if reason, err = c.deliver(p, name, tx, now); err != nil {
+			c.releaseID(p.PacketID)
+			return err
+		}
+	}
+	switch {
+	case fresh && reason.IsError(): // the flow ends with the error PUBREC: forget the id
+		c.releaseID(p.PacketID)
+	case fresh && persistent:
+		tx.cs.Add(session.Op{Kind: session.PutAwaitRel, ClientID: c.ss.clientID, PacketID: p.PacketID})
+	}
+	// A duplicate is acknowledged again but not delivered again (§4.3.3); its PUBREC
+	// still waits for the first copy to be durable.
+	c.commitThenAck(tx, packet.PUBREC, p.PacketID, reason, !fresh)
 	c.yield(tx)
 	return nil
 }
@@ -189,8 +195,9 @@ func (c *conn) releaseID(id uint16) {
 // commitThenAck acknowledges a publication once what it changed is durable ([MQTT-4.3.2-?]:
 // the acknowledgement is the broker's promise). If it cannot be stored the 5.0 publisher
 // gets a failure reason and the 3.1.1 one is disconnected unacknowledged, so it sends again.
-func (c *conn) commitThenAck(tx *txn, a packet.Ack, barrier bool) {
+func (c *conn) commitThenAck(tx *txn, typ packet.Type, id uint16, reason packet.ReasonCode, barrier bool) {
 	s := c.s
+	a := packet.Ack{Type: typ, PacketID: id, Reason: reason}
 	if s.persist == nil || tx.cs.Empty() && !barrier && c.commits.Load() == 0 {
 		s.release(tx.pump)
 		c.sendAckDeferred(&a)

@@ -163,18 +163,25 @@ func (ss *sess) deliver(s *Server, d session.Delivery, now time.Time, tx *txn) b
 	}
 	if s.persist == nil {
 		ss.pumpLocked(s, now, nil)
-		return true
+	} else {
+		ss.holdForCommitLocked(s, e, tx)
 	}
-	// With a persister every QoS 1/2 entry waits for the publication's commit, stored or
-	// not: if the commit fails the publication is refused, and a copy already sent would
-	// be delivered again when the publisher retries.
+	return true
+}
+
+// holdForCommitLocked: with a persister every QoS 1/2 entry waits for the publication's
+// commit, stored or not: if the commit fails the publication is refused, and a copy already
+// sent would be delivered again when the publisher retries. (A function of its own, so that
+// deliver's stack frame does not carry the change record: see conn.serve.)
+//
+//go:noinline
+func (ss *sess) holdForCommitLocked(s *Server, e session.Entry, tx *txn) {
 	if ss.persistent(s) {
 		tx.cs.Add(session.Op{Kind: session.PutEntry, ClientID: ss.clientID, Entry: e, Gen: ss.gen})
 		ss.stored = true
 	}
 	tx.pump = append(tx.pump, pending{ss, e.Seq})
 	ss.waiting = append(ss.waiting, e.Seq)
-	return true
 }
 
 // backlogLocked reports whether more than 1/part of the queue limits is used. Called with
@@ -260,13 +267,25 @@ func (ss *sess) pumpLocked(s *Server, now time.Time, tx *txn) {
 		}
 		ss.st.Next()
 		if !c.sendPublish(e.Delivery, e.ID, e.Dup, now) { // expired or too large [MQTT-3.3.2-5] [MQTT-3.1.2-25]
-			ss.st.Drop(e.ID)
-			ss.forget(s, e, tx)
+			ss.discardLocked(s, e, tx)
 		}
 	}
 }
 
-// forget records the removal of an entry from a persistent session.
+// discardLocked drops an entry that was never sent (pumpLocked). Never inlined, so that
+// pumpLocked's stack frame, on every delivery's path, stays small (see conn.serve).
+//
+//go:noinline
+func (ss *sess) discardLocked(s *Server, e session.Entry, tx *txn) {
+	ss.st.Drop(e.ID)
+	ss.forget(s, e, tx)
+}
+
+// forget records the removal of an entry from a persistent session. Never inlined: its
+// change record would sit in the stack frame of pumpLocked, on every delivery's path (see
+// conn.serve).
+//
+//go:noinline
 func (ss *sess) forget(s *Server, e session.Entry, tx *txn) {
 	if !ss.persistent(s) {
 		return

@@ -196,14 +196,12 @@ func (c *conn) sendPublish(d session.Delivery, id uint16, dup bool, now time.Tim
 	if d.QoS == 0 && len(d.SubIDs) == 0 && c.aliasOutMax == 0 && m.Expiry.IsZero() {
 		return c.sendShared(d)
 	}
-	p := packet.Publish{Dup: dup, QoS: d.QoS, Retain: d.Retain, Topic: m.Topic, PacketID: id, Payload: m.Payload}
+	// Field by field: a composite literal would be built in a temporary as large as p and
+	// copied, doubling this frame, which is on every delivery's path (see conn.serve).
+	var p packet.Publish
+	p.Dup, p.QoS, p.Retain, p.Topic, p.PacketID, p.Payload = dup, d.QoS, d.Retain, m.Topic, id, m.Payload
 	if c.version == packet.Version5 {
-		p.Props = m.Properties()
-		if !m.Expiry.IsZero() { // the remaining lifetime [MQTT-3.3.2-6]
-			p.Props.MessageExpiry = uint32(max(1, math.Ceil(m.Expiry.Sub(now).Seconds())))
-			p.Props.Set(packet.PropMessageExpiry)
-		}
-		p.Props.SubscriptionIDs = d.SubIDs
+		setProps5(&p, d, now)
 	}
 	n, _ := packet.PublishSize(&p, c.version)
 	if c.aliasOutMax > 0 {
@@ -244,6 +242,21 @@ func (c *conn) sendPublish(d session.Delivery, id uint16, dup bool, now time.Tim
 		c.s.stats.sent.Add(1)
 	}
 	return true
+}
+
+// setProps5 sets the 5.0 properties of d's PUBLISH. Never inlined: the copy of the
+// message's properties would sit in sendPublish's stack frame, on every delivery's path,
+// also for 3.1.1 clients (see conn.serve).
+//
+//go:noinline
+func setProps5(p *packet.Publish, d session.Delivery, now time.Time) {
+	m := d.Msg
+	p.Props = m.Properties()
+	if !m.Expiry.IsZero() { // the remaining lifetime [MQTT-3.3.2-6]
+		p.Props.MessageExpiry = uint32(max(1, math.Ceil(m.Expiry.Sub(now).Seconds())))
+		p.Props.Set(packet.PropMessageExpiry)
+	}
+	p.Props.SubscriptionIDs = d.SubIDs
 }
 
 // sendShared sends a QoS 0 delivery whose bytes are the same for every subscriber of the
