@@ -281,11 +281,7 @@ func (ss *sess) discardLocked(s *Server, e session.Entry, tx *txn) {
 	ss.forget(s, e, tx)
 }
 
-// forget records the removal of an entry from a persistent session. Never inlined: its
-// change record would sit in the stack frame of pumpLocked, on every delivery's path (see
-// conn.serve).
-//
-//go:noinline
+// forget records the removal of an entry from a persistent session.
 func (ss *sess) forget(s *Server, e session.Entry, tx *txn) {
 	if !ss.persistent(s) {
 		return
