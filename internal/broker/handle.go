@@ -197,20 +197,21 @@ func (c *conn) releaseID(id uint16) {
 // gets a failure reason and the 3.1.1 one is disconnected unacknowledged, so it sends again.
 func (c *conn) commitThenAck(tx *txn, typ packet.Type, id uint16, reason packet.ReasonCode, barrier bool) {
 	s := c.s
-	a := packet.Ack{Type: typ, PacketID: id, Reason: reason}
 	if s.persist == nil || tx.cs.Empty() && !barrier && c.commits.Load() == 0 {
 		s.release(tx.pump)
+		a := packet.Ack{Type: typ, PacketID: id, Reason: reason}
 		c.sendAckDeferred(&a)
 		return
 	}
-	c.commitThenAckSlow(tx, a)
+	c.commitThenAckSlow(tx, typ, id, reason)
 }
 
-// commitThenAckSlow sends a's acknowledgement once tx is stored and every earlier commit
+// commitThenAckSlow sends the acknowledgement once tx is stored and every earlier commit
 // of this connection has completed. Apart from commitThenAck so that the fast path does
-// not allocate the closure's copy of a.
-func (c *conn) commitThenAckSlow(tx *txn, a packet.Ack) {
+// not allocate the closure's acknowledgement.
+func (c *conn) commitThenAckSlow(tx *txn, typ packet.Type, id uint16, reason packet.ReasonCode) {
 	s := c.s
+	a := packet.Ack{Type: typ, PacketID: id, Reason: reason}
 	c.commits.Add(1) // acknowledgements leave in order [MQTT-4.6.0-2] [MQTT-4.6.0-3]
 	done := func(err error) {
 		defer c.commits.Add(-1)
