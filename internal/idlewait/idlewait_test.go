@@ -1,0 +1,148 @@
+//go:build linux
+
+package idlewait
+
+import (
+	"net"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// pair returns both ends of a loopback TCP connection and the accepted end's RawConn.
+func pair(t *testing.T) (server, client net.Conn, rc syscall.RawConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close(); client.Close() })
+	rc, err = server.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return server, client, rc
+}
+
+func start(t *testing.T) *Waiter {
+	t.Helper()
+	w, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(w.Run)
+	t.Cleanup(func() { w.Close(); wg.Wait() })
+	return w
+}
+
+func wait(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no wake: %s", what)
+	}
+}
+
+func TestWakeOnDataOnceThenRearm(t *testing.T) {
+	w := start(t)
+	server, client, rc := pair(t)
+	key := w.Key()
+	woke := make(chan struct{}, 4)
+	wake := func() { woke <- struct{}{} }
+	if err := w.Arm(rc, key, wake); err != nil {
+		t.Fatal(err)
+	}
+	client.Write([]byte("a"))
+	wait(t, woke, "first byte")
+	// One-shot: more data does not call again until re-armed; re-arming with unread data
+	// calls at once.
+	client.Write([]byte("b"))
+	if err := w.Arm(rc, key, wake); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, woke, "re-armed with unread data")
+	buf := make([]byte, 2)
+	if n, err := server.Read(buf); err != nil || n != 2 {
+		t.Fatalf("read %d, %v", n, err)
+	}
+	if err := w.Arm(rc, key, wake); err != nil {
+		t.Fatal(err)
+	}
+	client.Close()
+	wait(t, woke, "hang-up")
+	if len(woke) != 0 {
+		t.Fatalf("%d extra wakes", len(woke))
+	}
+}
+
+func TestDisarmedNotCalled(t *testing.T) {
+	w := start(t)
+	_, c1, rc1 := pair(t)
+	_, c2, rc2 := pair(t)
+	k1, k2 := w.Key(), w.Key()
+	called1 := make(chan struct{}, 1)
+	called2 := make(chan struct{}, 1)
+	if err := w.Arm(rc1, k1, func() { called1 <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Arm(rc2, k2, func() { called2 <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	w.Disarm(k1)
+	c1.Write([]byte("x"))
+	c2.Write([]byte("y"))
+	wait(t, called2, "armed socket")
+	select {
+	case <-called1:
+		t.Fatal("a disarmed socket's wake was called")
+	default: // and never will be: Disarm took it out before the data was sent
+	}
+}
+
+func TestArmClosedSocketFails(t *testing.T) {
+	w := start(t)
+	server, _, rc := pair(t)
+	server.Close()
+	if err := w.Arm(rc, w.Key(), func() {}); err == nil {
+		t.Fatal("arming a closed socket succeeded")
+	}
+	w.mu.Lock()
+	n := len(w.wake)
+	w.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("a failed Arm left %d wake functions", n)
+	}
+}
+
+func TestManySockets(t *testing.T) {
+	w := start(t) // more sockets than one EpollWait batch takes
+	const n = 300
+	var wg sync.WaitGroup
+	wg.Add(n)
+	clients := make([]net.Conn, n)
+	for i := range clients {
+		_, c, rc := pair(t)
+		clients[i] = c
+		if err := w.Arm(rc, w.Key(), wg.Done); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range clients {
+		c.Write([]byte("z"))
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	wait(t, done, "all 300 sockets")
+}
