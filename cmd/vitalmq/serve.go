@@ -118,6 +118,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MaxQueuedBytes:           b.MaxQueuedBytes,
 		MaxPendingWrite:          b.MaxPendingWrite,
 		WriteTimeout:             b.WriteTimeout.Duration,
+		IdleRelease:              b.IdleRelease.Duration,
 		FlowControlWait:          b.FlowControlWait.Duration,
 		TopicAliasMaximum:        uint16(b.TopicAliasMaximum),
 		MaxSubscriptions:         b.MaxSubscriptions,

@@ -9,9 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -27,9 +30,17 @@ type conn struct {
 	s       *Server
 	nc      net.Conn
 	opts    ListenerOptions
-	addrKey string // source address key, released from Server.perAddr at the end
-	br      *bufio.Reader
+	addrKey string        // source address key, released from Server.perAddr at the end
+	br      *bufio.Reader // nil while dormant
 	body    []byte
+	rdl     time.Time // the read deadline (keep alive) for the next packet; zero: not set yet
+
+	// A dormant connection has no reader goroutine: its socket waits in the Server's
+	// Waiter (see sleep). raw is nil where that cannot be (not a TCP socket, or no Waiter).
+	raw      syscall.RawConn
+	idleKey  uint64
+	dormant  atomic.Bool
+	wakeTime *time.Timer // resumes a dormant connection when its keep alive runs out
 
 	version    byte
 	keepAlive  time.Duration
@@ -89,9 +100,10 @@ var errClose = errors.New("connection closed")
 func (c *conn) serve() {
 	c.guard(c.open, func() {
 		// The TLS handshake, CONNECT and authentication grow a goroutine's stack to 8 KiB or
-		// more, and the runtime only shrinks a stack to four times what is in use. An idle
-		// connection parks in its read loop for hours: a fresh goroutine keeps the stack that
-		// loop needs (half, in this broker) for every connection held. A device's publication
+		// more, and the runtime only shrinks a stack to four times what is in use. A connection
+		// that publishes more often than IdleRelease keeps its reader for hours: a fresh
+		// goroutine keeps only the stack that loop needs (half, in this broker). (A silent one
+		// goes dormant and keeps none, see sleep.) A device's publication
 		// path (loop, handlePublish, route, sess.deliver, pumpLocked, sendPublish) should fit
 		// in that half too, or the stack doubles for good (a reader parked in crypto/tls's read
 		// uses too much of it to be shrunk again): functions on it keep rarely used large
@@ -102,16 +114,21 @@ func (c *conn) serve() {
 }
 
 // guard runs f, turning a panic into a closed connection, and calls next when f returns
-// nil; otherwise the connection ends with f's error.
+// nil; otherwise the connection ends with f's error. A reader that went dormant leaves
+// the connection's count in s.wg to the goroutine that resumes it.
 func (c *conn) guard(f func() error, next func()) {
-	defer c.s.wg.Done()
 	var err error
+	defer func() {
+		if err != errDormant {
+			c.s.wg.Done()
+		}
+	}()
 	defer func() {
 		if r := recover(); r != nil {
 			c.s.logPanic("connection", r)
 			err = fmt.Errorf("%w: internal error", packet.ImplementationSpecificError)
 		}
-		if err != nil || next == nil {
+		if err != errDormant && (err != nil || next == nil) {
 			c.finish(err)
 		}
 	}()
@@ -128,27 +145,22 @@ func (c *conn) open() error {
 			return fmt.Errorf("tls handshake: %w", err)
 		}
 	}
-	// crypto/tls already reads whole records into its own buffer: a small one on top is
-	// enough (and an idle connection keeps it); plain TCP reads many packets per syscall.
-	size := 4096
-	if _, ok := c.nc.(*tls.Conn); ok {
-		size = 512
-	}
-	c.br = bufio.NewReaderSize(c.nc, size)
+	c.br = c.readers().get(c.nc)
 	return c.connect() // the write deadline is the flusher's from the CONNACK on
 }
 
-// loop reads and handles packets until the connection ends.
+// loop reads and handles packets until the connection ends (or goes dormant).
 func (c *conn) loop() error {
+	if c.br == nil { // resumed
+		c.br = c.readers().get(c.nc)
+	}
 	for {
 		if !c.wholePacketBuffered() {
 			c.flushDeferred() // the acknowledgements of what was read, before waiting for more
+			if err := c.await(); err != nil {
+				return err
+			}
 		}
-		dl := time.Now().Add(c.keepAlive + c.keepAlive/2) // [MQTT-3.1.2-22] 1.5 × keep alive
-		if v := c.client.ValidUntil; !v.IsZero() && v.Before(dl) {
-			dl = v
-		}
-		c.nc.SetReadDeadline(dl)
 		h, body, err := c.readPacket(c.s.cfg.MaxPacketSize)
 		if err != nil {
 			if v := c.client.ValidUntil; !v.IsZero() && !time.Now().Before(v) {
@@ -157,10 +169,114 @@ func (c *conn) loop() error {
 			return err
 		}
 		c.now = time.Now() // one clock read per packet: pacing, message times and routing use it
+		c.rdl = time.Time{}
 		if err := c.handle(h, body); err != nil {
 			return err
 		}
 	}
+}
+
+// await waits for the next packet's first bytes under the keep alive deadline [MQTT-3.1.2-22]
+// (1.5 × keep alive, or sooner when the client's credentials expire). When the client stays
+// silent for IdleRelease first, the reader goroutine ends: errDormant (see sleep).
+func (c *conn) await() error {
+	now := time.Now()
+	if c.rdl.IsZero() {
+		c.rdl = now.Add(c.keepAlive + c.keepAlive/2)
+		if v := c.client.ValidUntil; !v.IsZero() && v.Before(c.rdl) {
+			c.rdl = v
+		}
+	}
+	idle := now.Add(c.s.cfg.IdleRelease)
+	if c.raw == nil || c.br.Buffered() > 0 || !idle.Before(c.rdl) {
+		c.nc.SetReadDeadline(c.rdl)
+		return nil
+	}
+	c.nc.SetReadDeadline(idle)
+	if _, err := c.br.Peek(1); !errors.Is(err, os.ErrDeadlineExceeded) {
+		if err == nil && !c.wholePacketBuffered() {
+			c.nc.SetReadDeadline(c.rdl) // the rest of the packet, under the keep alive
+		}
+		return err
+	}
+	// Nothing read: bufio holds nothing, and crypto/tls at most part of a record, whose
+	// rest will make the socket readable (a deadline is not a sticky error there).
+	return c.sleep()
+}
+
+// errDormant ends a reader goroutine whose connection went dormant.
+var errDormant = errors.New("reader released while the client is idle")
+
+// sleep makes the connection dormant: its read buffer goes back to a pool and its reader
+// goroutine (with its stack) ends, returning errDormant. resume starts a new one when the
+// Waiter sees the socket readable or hung up, when the keep alive deadline passes
+// (wakeTime) or when the server closes the socket (closeSocket). It returns nil, still
+// awake, when the socket cannot be waited for (closed meanwhile): reading shows why.
+func (c *conn) sleep() error {
+	c.readers().put(c.br)
+	c.br, c.body = nil, nil
+	if c.wakeTime == nil {
+		c.wakeTime = time.AfterFunc(math.MaxInt64, c.resume)
+	}
+	// From here on another goroutine may own the connection (resume): only immutable
+	// fields, and the timer (safe for concurrent use), are touched.
+	c.s.stats.dormant.Add(1)
+	c.dormant.Store(true)
+	c.wakeTime.Reset(time.Until(c.rdl)) // after Store: firing at once still resumes
+	if err := c.s.idle.Arm(c.raw, c.idleKey, c.resume); err != nil && c.dormant.CompareAndSwap(true, false) {
+		c.s.stats.dormant.Add(-1)
+		c.wakeTime.Stop()
+		c.br = c.readers().get(c.nc)
+		return nil
+	}
+	return errDormant
+}
+
+// resume gives a dormant connection a reader goroutine again; a no-op on an awake one. Of
+// the Waiter, the timer and closeSocket, the first to call it wins.
+func (c *conn) resume() {
+	if c.dormant.CompareAndSwap(true, false) {
+		c.s.stats.dormant.Add(-1)
+		c.s.stats.wakes.Add(1)
+		c.wakeTime.Stop()
+		go c.guard(c.loop, nil) // with the count in s.wg the dormant connection kept
+	}
+}
+
+// closeSocket closes the socket and wakes a dormant reader to end the connection.
+func (c *conn) closeSocket() {
+	c.nc.Close()
+	c.resume()
+}
+
+// readerPool holds read buffers of one size for connections to take and give back.
+type readerPool struct {
+	size int
+	sync.Pool
+}
+
+// crypto/tls already reads whole records into its own buffer: a small one on top is enough;
+// plain TCP reads many packets per syscall.
+var tlsReaders, tcpReaders = readerPool{size: 512}, readerPool{size: 4096}
+
+func (c *conn) readers() *readerPool {
+	if _, ok := c.nc.(*tls.Conn); ok {
+		return &tlsReaders
+	}
+	return &tcpReaders
+}
+
+func (p *readerPool) get(r io.Reader) *bufio.Reader {
+	if b, ok := p.Get().(*bufio.Reader); ok {
+		b.Reset(r)
+		return b
+	}
+	return bufio.NewReaderSize(r, p.size)
+}
+
+func (p *readerPool) put(b *bufio.Reader) {
+	b.Reset(nil)
+	p.Put(b)
 }
 
 // wholePacketBuffered reports whether the read buffer holds a whole packet, so that reading

@@ -20,3 +20,8 @@ func (s *Server) StopSending(clientID string) {
 	c.closing.Store(true)
 	c.outMu.Unlock()
 }
+
+// Dormant is the number of connections without a reader goroutine (IdleRelease); Wakes
+// counts how often one got its reader back.
+func (s *Server) Dormant() int { return int(s.stats.dormant.Load()) }
+func (s *Server) Wakes() int64 { return s.stats.wakes.Load() }

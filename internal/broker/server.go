@@ -3,6 +3,7 @@ package broker
 import (
 	"container/heap"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,8 +15,10 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"vitalmq/internal/idlewait"
 	"vitalmq/internal/limiter"
 	"vitalmq/internal/packet"
 	"vitalmq/internal/session"
@@ -38,6 +41,7 @@ type Server struct {
 	subs     *topic.Trie[*sess, subscription]
 	retained *topic.Retained[*session.Message]
 	started  time.Time
+	idle     *idlewait.Waiter // dormant connections' sockets; nil: none go dormant (IdleRelease)
 
 	mu        sync.Mutex
 	sessions  map[string]*sess
@@ -62,6 +66,7 @@ type Server struct {
 
 type stats struct {
 	connected, received, sent, dropped, connects atomic.Int64
+	dormant, wakes                               atomic.Int64 // connections without a reader goroutine; their wakes
 }
 
 // subscription is what the trie stores for a session's subscription.
@@ -108,6 +113,15 @@ func New(cfg Config) (*Server, error) {
 		s.restore(snap)
 	}
 	s.wg.Go(s.janitor)
+	if cfg.IdleRelease > 0 {
+		if w, err := idlewait.New(); err == nil {
+			s.idle = w
+			s.wg.Go(w.Run)
+			s.wg.Go(func() { <-s.quit; w.Close() })
+		} else {
+			s.log.Info("idle connections keep their reader goroutine", "err", err)
+		}
+	}
 	return s, nil
 }
 
@@ -201,6 +215,9 @@ func (s *Server) Serve(ln net.Listener, opts ListenerOptions) error {
 		}
 		c := newConn(s, nc, opts)
 		c.addrKey = key
+		if c.raw = s.rawSocket(nc); c.raw != nil {
+			c.idleKey = s.idle.Key()
+		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
@@ -215,6 +232,23 @@ func (s *Server) Serve(ln net.Listener, opts ListenerOptions) error {
 }
 
 var errTemporary = errors.New("temporary accept error")
+
+// rawSocket returns what the Waiter needs to wait for nc's TCP socket (under TLS or not),
+// or nil when its connection must keep a reader goroutine.
+func (s *Server) rawSocket(nc net.Conn) syscall.RawConn {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	tcp, ok := nc.(*net.TCPConn)
+	if s.idle == nil || !ok {
+		return nil
+	}
+	rc, err := tcp.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
 
 // sourceKey is the limiter key of a remote address (see limiter.SourceKey).
 func sourceKey(a net.Addr) string {
@@ -277,7 +311,7 @@ func (s *Server) Close() error {
 func (s *Server) closeConns() {
 	s.mu.Lock()
 	for c := range s.conns {
-		c.nc.Close()
+		c.closeSocket()
 	}
 	s.mu.Unlock()
 }
@@ -374,6 +408,7 @@ func (s *Server) publishSys(now time.Time) {
 	put("version", Version)
 	put("uptime", strconv.FormatInt(int64(now.Sub(s.started).Seconds()), 10)+" seconds")
 	put("clients/connected", strconv.FormatInt(s.stats.connected.Load(), 10))
+	put("clients/dormant", strconv.FormatInt(s.stats.dormant.Load(), 10))
 	put("clients/total", strconv.Itoa(nsess))
 	put("messages/received", strconv.FormatInt(s.stats.received.Load(), 10))
 	put("messages/sent", strconv.FormatInt(s.stats.sent.Load(), 10))

@@ -93,7 +93,7 @@ func (c *conn) endWriter() {
 	first := !c.closed
 	c.closed = true
 	c.outMu.Unlock()
-	c.nc.Close()
+	c.closeSocket()
 	if first {
 		close(c.writerDone)
 	}
@@ -300,7 +300,7 @@ func (c *conn) kick(rc packet.ReasonCode) {
 	c.closing.Store(true)
 	if !writing {
 		c.outMu.Unlock()
-		c.nc.Close()
+		c.closeSocket()
 		return
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
@@ -351,6 +351,12 @@ func (c *conn) finish(err error) {
 		c.outMu.Unlock()
 	}
 	c.nc.Close()
+	if c.raw != nil {
+		c.s.idle.Disarm(c.idleKey)
+		if c.wakeTime != nil {
+			c.wakeTime.Stop()
+		}
+	}
 	if c.ss != nil {
 		c.detach()
 		s.stats.connected.Add(-1) // after: a client counted gone has its session offline

@@ -1,0 +1,231 @@
+package broker_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"math/big"
+	"net"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"vitalmq/internal/broker"
+	"vitalmq/internal/packet"
+)
+
+// Connections silent for IdleRelease hold no reader goroutine ("dormant"): these tests
+// check that a dormant connection still receives, wakes on data (also the rest of a TLS
+// record), ends at its keep alive, and is closed by a takeover and by a shutdown.
+
+const dormantAfter = 20 * time.Millisecond
+
+// testCert returns a self-signed certificate for 127.0.0.1 and a pool that trusts it.
+func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "broker"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
+
+// dormantServer starts a broker whose connections go dormant after dormantAfter, on plain
+// TCP or TLS, and returns it with a dialer for raw clients (the dialer's plain TCP
+// connection is passed to wrap, when not nil, before TLS goes over it).
+func dormantServer(t *testing.T, useTLS bool) (*testServer, func(wrap func(net.Conn) net.Conn) *rawConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := broker.Config{IdleRelease: dormantAfter}
+	if !useTLS {
+		s := serveOn(t, cfg, ln, ln)
+		return s, func(func(net.Conn) net.Conn) *rawConn { return dialRaw(t, s.Addr) }
+	}
+	cert, pool := testCert(t)
+	s := serveOn(t, cfg, ln, tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}}))
+	return s, func(wrap func(net.Conn) net.Conn) *rawConn {
+		t.Helper()
+		nc, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wrap != nil {
+			nc = wrap(nc)
+		}
+		tc := tls.Client(nc, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+		t.Cleanup(func() { tc.Close() })
+		return &rawConn{t: t, nc: tc}
+	}
+}
+
+func allDormant(t *testing.T, s *testServer, n int) {
+	t.Helper()
+	eventually(t, 10*time.Second, fmt.Sprintf("%d dormant connections", n), func() bool { return s.Dormant() == n })
+}
+
+func TestDormantConnectionsServeAndWake(t *testing.T) {
+	for _, useTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "tcp", true: "tls"}[useTLS], func(t *testing.T) {
+			const devices = 40
+			v := packet.Version311
+			s, dial := dormantServer(t, useTLS)
+			base := runtime.NumGoroutine()
+			sub := dial(nil)
+			sub.connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: "dashboard"})
+			sub.ftSub(v, "d/#", 1)
+			devs := make([]*rawConn, devices)
+			for i := range devs {
+				devs[i] = dial(nil)
+				devs[i].connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: fmt.Sprintf("dev-%d", i)})
+			}
+			allDormant(t, s, devices+1)
+			// The point: 41 connections, no goroutine each (the test's clients have none).
+			if n := runtime.NumGoroutine(); n > base+10 {
+				t.Fatalf("%d goroutines with %d dormant connections, %d before them", n, devices+1, base)
+			}
+			// A dormant subscriber is written to; a dormant publisher wakes on its PUBLISH.
+			for round := range 2 {
+				for i, d := range devs {
+					d.ftPublish(v, &packet.Publish{QoS: 1, PacketID: uint16(round + 1), Topic: fmt.Sprintf("d/%d", i), Payload: []byte("72 bpm")})
+				}
+				for _, d := range devs {
+					d.expect(fmt.Sprintf("40 02 00 %02x", round+1))
+				}
+				seen := map[string]bool{}
+				for range devs {
+					p := sub.ftReadPublish(v)
+					seen[p.Topic] = true
+					sub.write(packet.AppendAck(nil, &packet.Ack{Type: packet.PUBACK, PacketID: p.PacketID}, v))
+				}
+				if len(seen) != devices {
+					t.Fatalf("round %d: %d distinct topics delivered, want %d", round, len(seen), devices)
+				}
+				allDormant(t, s, devices+1) // and back to sleep
+			}
+			sub.send("C0 00") // PINGREQ wakes it too
+			sub.expect("D0 00")
+		})
+	}
+}
+
+// TestDormantKeepAliveExpiry: a dormant client that sends nothing is disconnected at 1.5 ×
+// its keep alive [MQTT-3.1.2-22] and its will is published, as when a reader waits.
+func TestDormantKeepAliveExpiry(t *testing.T) {
+	v := packet.Version311
+	s, dial := dormantServer(t, false)
+	watch := dial(nil)
+	watch.connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: "nurse"})
+	watch.ftSub(v, "will/#", 0)
+	silent := dial(nil)
+	start := time.Now()
+	silent.connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 1, ClientID: "pump",
+		HasWill: true, Will: packet.Will{Topic: "will/pump", Payload: []byte("offline")}})
+	allDormant(t, s, 2)
+	silent.expectClosed(5 * time.Second)
+	if d := time.Since(start); d < 1500*time.Millisecond {
+		t.Fatalf("closed after %v, before 1.5 × keep alive", d)
+	}
+	if p := watch.ftReadPublish(v); p.Topic != "will/pump" || string(p.Payload) != "offline" {
+		t.Fatalf("got %s %q, want the will", p.Topic, p.Payload)
+	}
+}
+
+// TestDormantTakeoverAndShutdown: a dormant 5.0 client hears why it is closed, by a
+// takeover (0x8E) and by a shutdown (0x8B), and the shutdown waits for it.
+func TestDormantTakeoverAndShutdown(t *testing.T) {
+	v := packet.Version5
+	s, dial := dormantServer(t, true)
+	first := dial(nil)
+	first.connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: "monitor-7"})
+	allDormant(t, s, 1)
+	second := dial(nil)
+	second.connect(&packet.Connect{Version: v, CleanStart: false, KeepAlive: 60, ClientID: "monitor-7"})
+	first.expectClosed(5*time.Second, "E0 01 8E")
+	allDormant(t, s, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown with a dormant connection: %v", err)
+	}
+	second.expectClosed(5*time.Second, "E0 01 8B")
+}
+
+// splitConn writes the next record it is given in two parts: the first at once, the
+// second when the test sends it.
+type splitConn struct {
+	net.Conn
+	mu    sync.Mutex
+	split bool
+	rest  []byte
+}
+
+func (c *splitConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.split {
+		return c.Conn.Write(b)
+	}
+	c.split = false
+	c.rest = append([]byte(nil), b[len(b)/2:]...)
+	if _, err := c.Conn.Write(b[:len(b)/2]); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// TestDormantPartialTLSRecord: a connection that goes dormant holding half a TLS record
+// (crypto/tls keeps it) completes the record when the rest arrives.
+func TestDormantPartialTLSRecord(t *testing.T) {
+	v := packet.Version311
+	s, dial := dormantServer(t, true)
+	sub := dial(nil)
+	sub.connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: "dashboard"})
+	sub.ftSub(v, "d/#", 0)
+	var sc *splitConn
+	dev := dial(func(nc net.Conn) net.Conn { sc = &splitConn{Conn: nc}; return sc })
+	dev.connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: "oximeter"})
+	allDormant(t, s, 2)
+	sc.mu.Lock()
+	sc.split = true
+	sc.mu.Unlock()
+	woke := s.Wakes()
+	dev.ftPublish(v, &packet.Publish{QoS: 1, PacketID: 9, Topic: "d/spo2", Payload: []byte("97")})
+	// It wakes on the first half, reads it, and goes dormant again waiting for the rest.
+	eventually(t, 10*time.Second, "a wake, then dormant again", func() bool { return s.Wakes() > woke && s.Dormant() == 2 })
+	sc.mu.Lock()
+	rest := sc.rest
+	sc.mu.Unlock()
+	if len(rest) == 0 {
+		t.Fatal("the record was not split")
+	}
+	if _, err := sc.Conn.Write(rest); err != nil {
+		t.Fatal(err)
+	}
+	dev.expect("40 02 00 09")
+	if p := sub.ftReadPublish(v); p.Topic != "d/spo2" || string(p.Payload) != "97" {
+		t.Fatalf("got %s %q", p.Topic, p.Payload)
+	}
+}
