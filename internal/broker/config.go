@@ -166,7 +166,7 @@ func (c *Config) setDefaults() {
 		c.WriteTimeout = 10 * time.Second
 	}
 	if c.IdleRelease == 0 {
-		c.IdleRelease = 10 * time.Millisecond
+		c.IdleRelease = 5 * time.Second
 	}
 	if c.TopicAliasMaximum == 0 {
 		c.TopicAliasMaximum = 10

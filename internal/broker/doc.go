@@ -7,9 +7,12 @@
 // Goroutines: Serve runs one accept loop per listener; each connection has a reader
 // goroutine (decodes and handles packets, and delivers the publications it receives
 // to matching sessions) and, only while it has bytes to write, a flusher (drains the
-// connection's pending bytes, many packets per write, then ends: an idle connection costs
-// one goroutine; the reader writes its own client's acknowledgements itself, once per
-// read, before it may block); one janitor goroutine runs will delays, session expiry and $SYS
+// connection's pending bytes, many packets per write, then ends; the reader writes its own
+// client's acknowledgements itself, once per read, before it may block). A connection
+// silent for IdleRelease goes dormant: its reader ends and the Server's idlewait.Waiter (one
+// goroutine) starts a new one when the socket has data, as do its keep alive timer and
+// closeSocket; so an idle connection costs no goroutine. The dormant connection's count in
+// the WaitGroup passes to the reader that resumes it. One janitor goroutine runs will delays, session expiry and $SYS
 // statistics; each in-process subscriber has one goroutine. All but the flushers are
 // tracked by the Server's WaitGroup; a flusher ends before its connection's reader does
 // (finish waits for writerDone). Each recovers its own panics and closes only the
