@@ -49,6 +49,10 @@ Environment:
   ECG=2000        devices in scenario 7
   SCENARIOS="1p 1t 2 3 4 5 5r 5c 6 6c 7"   which scenarios, in this order
   BROKERS="mosquitto mochi vitalmq"  which brokers (vitalmq-durable is added where it applies)
+  BASE=<git rev>  also run vitalmq built from that revision ("vitalmq-base", memory mode, right
+                  after vitalmq in every scenario): an A/B of a change in the same run, with a
+                  "vitalmq/base" ratio column; e.g. BASE=HEAD with uncommitted changes, or
+                  BASE=HEAD~1. BROKERS=vitalmq BASE=... compares the two alone
   BROKER_CPU=0 TOOL_CPU=1           cores for the broker and the load tool
   SOURCES=200     source addresses for scenarios 5 and 6 (and, with SNAT, for every run);
                   vitalmq refuses more than 100 connections per source address (and more
@@ -114,6 +118,7 @@ PORT_BASE=${PORT_BASE:-28800}
 SOURCES=${SOURCES:-200} # source addresses 127.0.0.2 … 127.0.0.(SOURCES+1)
 SNAT=${SNAT:-auto}
 PROFILE=${PROFILE:-}
+BASE=${BASE:-}
 
 die() {
 	echo "compare.sh: $*" >&2
@@ -141,6 +146,10 @@ done
 for s in $PROFILE; do
 	case " $SCENARIOS " in *" $s "*) ;; *) die "PROFILE=$PROFILE: scenario $s is not in SCENARIOS" ;; esac
 done
+if [[ -n $BASE ]]; then
+	git -C "$ROOT" rev-parse --verify -q "$BASE^{commit}" >/dev/null || die "BASE=$BASE: not a revision of $ROOT"
+	[[ " $BROKERS " == *" vitalmq "* ]] || die "BASE needs vitalmq in BROKERS"
+fi
 [[ -z $PROFILE ]] || command -v perf >/dev/null || die "PROFILE needs perf (Debian: linux-perf)"
 for b in $BROKERS; do
 	case $b in mosquitto | mochi | vitalmq) ;; *) die "unknown broker $b (mosquitto, mochi, vitalmq)" ;; esac
@@ -205,16 +214,18 @@ def norm: if .error != null then {sc, target, rep} else
        ["p99", "latency p99", "lat"], ["rss", "peak RSS, MiB", "num"], ["loss", "dropped (sequence gaps)", "pct"],
        ["undel", "undelivered at end", "pct"]]
     end;
-"| scenario | metric | mosquitto | mochi | vitalmq | vitalmq durable | vitalmq/mosquitto | vitalmq/mochi |",
-"|---|---|---|---|---|---|---|---|",
+(any(.[]; .target == "vitalmq-base")) as $hasbase
+| (if $hasbase then " vitalmq base | vitalmq/base |" else "" end) as $bh |
+"| scenario | metric | mosquitto | mochi | vitalmq | vitalmq durable | vitalmq/mosquitto | vitalmq/mochi |\($bh)",
+"|---|---|---|---|---|---|---|---|\(if $hasbase then "---|---|" else "" end)",
 ( $scs[] | .sc as $sc | .label as $lbl
   | select(any($runs[]; .sc == $sc))
   | metrics($sc) | to_entries[] | .key as $i | .value as [$m, $name, $kind]
   | med($sc; "mosquitto"; $m) as $mq | med($sc; "mochi"; $m) as $mc
-  | med($sc; "vitalmq"; $m) as $v | med($sc; "vitalmq-durable"; $m) as $vd
+  | med($sc; "vitalmq"; $m) as $v | med($sc; "vitalmq-durable"; $m) as $vd | med($sc; "vitalmq-base"; $m) as $vb
   | (if $vd != null then " (durable \(ratio($vd; $mq)))" else "" end) as $dq
   | (if $vd != null then " (durable \(ratio($vd; $mc)))" else "" end) as $dc
-  | "| \(if $i == 0 then $lbl else "" end) | \($name) | \($mq | fmt($kind)) | \($mc | fmt($kind)) | \($v | fmt($kind)) | \($vd | fmt($kind)) | \(ratio($v; $mq))\($dq) | \(ratio($v; $mc))\($dc) |"
+  | "| \(if $i == 0 then $lbl else "" end) | \($name) | \($mq | fmt($kind)) | \($mc | fmt($kind)) | \($v | fmt($kind)) | \($vd | fmt($kind)) | \(ratio($v; $mq))\($dq) | \(ratio($v; $mc))\($dc) |\(if $hasbase then " \($vb | fmt($kind)) | \(ratio($v; $vb)) |" else "" end)"
 ),
 ( [$runs[] | select(.rate == null)] | if length > 0 then
     "", "Failed runs (no result): " + (map("\(.sc)/\(.target)/rep \(.rep)") | join(", ")) else empty end )
@@ -310,6 +321,13 @@ trap 'exit 143' TERM
 log "building vitalmq and the mochi server"
 (cd "$ROOT" && go build -o "$BIN/vitalmq" ./cmd/vitalmq)
 (cd "$ROOT/bench/mochi" && go build -o "$BIN/mochi-bench" .)
+if [[ -n $BASE ]]; then
+	log "building vitalmq-base from $BASE"
+	rm -rf "$WORK/base-src" && mkdir -p "$WORK/base-src"
+	git -C "$ROOT" archive "$BASE" | tar -x -C "$WORK/base-src"
+	(cd "$WORK/base-src" && go build -o "$BIN/vitalmq-base" ./cmd/vitalmq)
+	BASE_REV=$(git -C "$ROOT" rev-parse --short "$BASE")
+fi
 
 # --- certificates: one CA and server certificate for all three brokers ---------------------
 INIT=$WORK/vitalmq-init
@@ -355,7 +373,7 @@ ports_of() { # ports_of BROKER -> "plain tls mtls"
 	case $1 in
 	mosquitto) echo "$((PORT_BASE + 1)) $((PORT_BASE + 2)) $((PORT_BASE + 3))" ;;
 	mochi) echo "$((PORT_BASE + 11)) $((PORT_BASE + 12)) $((PORT_BASE + 13))" ;;
-	vitalmq | vitalmq-durable) echo "$((PORT_BASE + 21)) $((PORT_BASE + 22)) $((PORT_BASE + 23))" ;;
+	vitalmq | vitalmq-durable | vitalmq-base) echo "$((PORT_BASE + 21)) $((PORT_BASE + 22)) $((PORT_BASE + 23))" ;;
 	esac
 }
 
@@ -399,8 +417,9 @@ EOF
 		taskset -c "$BROKER_CPU" "$BIN/mochi-bench" --tcp "127.0.0.1:$plain" --tls "127.0.0.1:$tls" \
 			--mtls "127.0.0.1:$mtls" --client-ca "$CA" --cert "$CERT" --key "$KEY" >>"$blog" 2>&1 &
 		;;
-	vitalmq | vitalmq-durable)
-		local mode=memory
+	vitalmq | vitalmq-durable | vitalmq-base)
+		local mode=memory bin=$BIN/vitalmq
+		[[ $b == vitalmq-base ]] && bin=$BIN/vitalmq-base
 		[[ $b == vitalmq-durable ]] && mode=durable
 		dir=$WORK/vitalmq-data
 		rm -rf "$dir"
@@ -443,7 +462,7 @@ client_ca = "$CA"
 role = "device"
 publish = ["bench/#"]
 EOF
-		taskset -c "$BROKER_CPU" "$BIN/vitalmq" serve --config "$WORK/vitalmq.toml" >>"$blog" 2>&1 &
+		taskset -c "$BROKER_CPU" "$bin" serve --config "$WORK/vitalmq.toml" >>"$blog" 2>&1 &
 		;;
 	esac
 	BPID=$!
@@ -477,6 +496,7 @@ brokers_for() { # brokers_for SCENARIO: the brokers, vitalmq-durable added where
 	for b in $BROKERS; do
 		out+=("$b")
 		if [[ $b == vitalmq ]]; then
+			[[ -z $BASE ]] || out+=(vitalmq-base)
 			case $1 in 2 | 4 | 6 | 6c | 7) out+=(vitalmq-durable) ;; esac
 		fi
 	done
@@ -578,7 +598,7 @@ make_table "$RESULTS" >"$TABLE"
 {
 	echo
 	echo "Machine: $NCPU CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(uname -sr)."
-	echo "Versions: $MOSQ_VERSION; mochi-mqtt/server $MOCHI_VERSION; vitalmq $VITALMQ_VERSION; $(go version | cut -d' ' -f3)."
+	echo "Versions: $MOSQ_VERSION; mochi-mqtt/server $MOCHI_VERSION; vitalmq $VITALMQ_VERSION${BASE:+; vitalmq base: $BASE ($BASE_REV)}; $(go version | cut -d' ' -f3)."
 	echo "Source addresses: $SOURCES (127.0.0.2 … 127.0.0.$((SOURCES + 1))); SNAT=$SNAT."
 	echo "Run: REPS=$REPS DURATION=${DUR_S}s WARMUP=${WARM_S}s, medians of $REPS; brokers on CPU $BROKER_CPU, load tool on CPU $TOOL_CPU; $((ELAPSED / 60)) min $((ELAPSED % 60)) s; load average at the end $(cut -d' ' -f1-3 /proc/loadavg)."
 	for n in "${NOTES[@]}"; do
