@@ -118,7 +118,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MaxQueuedBytes:           b.MaxQueuedBytes,
 		MaxPendingWrite:          b.MaxPendingWrite,
 		WriteTimeout:             b.WriteTimeout.Duration,
-		IdleRelease:              b.IdleRelease.Duration,
+		KeepReaders:              b.KeepReaders,
 		FlowControlWait:          b.FlowControlWait.Duration,
 		TopicAliasMaximum:        uint16(b.TopicAliasMaximum),
 		MaxSubscriptions:         b.MaxSubscriptions,
@@ -163,7 +163,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	for _, l := range f.Listeners {
-		ln, err := listen(l, sec, srv.Config().MaxPacketSize, log)
+		ln, tcfg, err := listen(l, sec, srv.Config().MaxPacketSize, log)
 		if err != nil {
 			closeAll()
 			return err
@@ -176,7 +176,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			log.Warn("plaintext listener on loopback: not encrypted", "listener", l.Name)
 		}
 		fmt.Fprintf(stdout, "listening %s %s %s\n", l.Name, l.Type, ln.Addr())
-		opts := broker.ListenerOptions{Name: l.Name, AllowAnonymous: l.AllowAnonymous}
+		opts := broker.ListenerOptions{Name: l.Name, AllowAnonymous: l.AllowAnonymous, TLS: tcfg}
 		g.Go(func() error {
 			if err := srv.Serve(ln, opts); !errors.Is(err, broker.ErrServerClosed) {
 				return err
@@ -208,26 +208,28 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return <-errc
 }
 
-// listen opens one configured listener.
-func listen(l config.Listener, sec *security, maxPacket int, log *slog.Logger) (net.Listener, error) {
+// listen opens one configured listener. For a "tls" listener it also returns the TLS
+// configuration the broker runs the handshake with (so that it keeps the TCP socket
+// beneath, for dormant connections); a "wss" listener runs TLS itself.
+func listen(l config.Listener, sec *security, maxPacket int, log *slog.Logger) (net.Listener, *tls.Config, error) {
 	var tcfg *tls.Config
 	if l.Type == "tls" || l.Type == "wss" {
 		var err error
 		if tcfg, err = sec.serverTLS(l); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	ln, err := net.Listen("tcp", l.Address)
 	if err != nil {
-		return nil, fmt.Errorf("listener %s: %w", l.Name, err)
-	}
-	if tcfg != nil {
-		ln = tls.NewListener(ln, tcfg)
+		return nil, nil, fmt.Errorf("listener %s: %w", l.Name, err)
 	}
 	if l.Type == "ws" || l.Type == "wss" {
-		return wslistener.Listen(ln, l.Path, int64(maxPacket), log), nil
+		if tcfg != nil {
+			ln = tls.NewListener(ln, tcfg)
+		}
+		return wslistener.Listen(ln, l.Path, int64(maxPacket), log), nil, nil
 	}
-	return ln, nil
+	return ln, tcfg, nil
 }
 
 // openSecurity opens (creating on first start) the built-in CA, the users (with an admin

@@ -61,4 +61,8 @@ type ListenerOptions struct {
 	// AllowAnonymous lets clients connect without an Authenticator's approval. The
 	// composition root allows it only on loopback addresses.
 	AllowAnonymous bool
+	// TLS, when set, makes Serve run a TLS handshake over every connection it accepts
+	// (its listener gives plain TCP). Connections that come out of a tls.NewListener
+	// work too, but always keep a reader goroutine: only Serve's own TLS can go dormant.
+	TLS *tls.Config
 }

@@ -79,13 +79,15 @@ type Config struct {
 	// MaxPendingWrite caps encoded bytes waiting for a client's socket; past it QoS 0
 	// messages to that client are dropped. Default 1 MiB. Stops slow consumers (T76).
 	MaxPendingWrite int
-	// IdleRelease: once a client has sent nothing for this long, its connection gives back
-	// its reader goroutine (stack) and read buffer until the socket has data again, the keep
-	// alive runs out or the server closes it; a Linux epoll set waits for all such sockets.
-	// Default 5s, at least 10ms; negative disables (one reader goroutine per connection, as on other
-	// systems). Saves about 4.5 KiB per idle connection over TLS, 8 KiB over plain TCP, at
-	// a few microseconds of CPU each time one wakes.
-	IdleRelease time.Duration
+	// KeepReaders keeps a reader goroutine and read buffer per connection while it is open.
+	// By default (false), on Linux, a TCP or TLS connection accepted by Serve gives both
+	// back whenever it has handled everything its client sent ("dormant"), and one epoll
+	// set waits for all such sockets; a reader is found for it again when data arrives, its
+	// keep alive runs out or the server closes it. That saves the goroutine's stack (4-8
+	// KiB) and the buffer (0.5 KiB over TLS, 4 KiB over TCP) of every connection between
+	// its packets, at no measured CPU cost (docs/PERFORMANCE.md). WebSocket connections,
+	// connections from a listener that runs TLS itself, and other systems keep readers.
+	KeepReaders bool
 	// WriteTimeout is how long a write to a client may block before it is disconnected.
 	// Default 10s. Stops a client that stops reading from pinning its writer (T76).
 	WriteTimeout time.Duration
@@ -165,9 +167,6 @@ func (c *Config) setDefaults() {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
-	if c.IdleRelease == 0 {
-		c.IdleRelease = 5 * time.Second
-	}
 	if c.TopicAliasMaximum == 0 {
 		c.TopicAliasMaximum = 10
 	}
@@ -241,9 +240,6 @@ func (c *Config) Validate() error {
 	}
 	if c.WriteTimeout < 0 {
 		bad("WriteTimeout", "must be positive, got %v", c.WriteTimeout)
-	}
-	if c.IdleRelease > 0 && c.IdleRelease < 10*time.Millisecond {
-		bad("IdleRelease", "must be at least 10ms (negative disables), got %v", c.IdleRelease)
 	}
 	return errors.Join(errs...)
 }

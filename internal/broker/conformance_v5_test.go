@@ -88,7 +88,7 @@ func cfStartWS(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := serveOn(t, broker.Config{}, ln, wslistener.Listen(ln, "/mqtt", 1<<20, slog.New(slog.DiscardHandler)))
+	s := serveOn(t, broker.Config{}, ln, wslistener.Listen(ln, "/mqtt", 1<<20, slog.New(slog.DiscardHandler)), nil)
 	return "ws://" + s.Addr + "/mqtt"
 }
 

@@ -14,7 +14,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -36,10 +35,12 @@ type conn struct {
 	rdl     time.Time // the read deadline (keep alive) for the next packet; zero: not set yet
 
 	// A dormant connection has no reader goroutine: its socket waits in the Server's
-	// Waiter (see sleep). raw is nil where that cannot be (not a TCP socket, or no Waiter).
-	raw      syscall.RawConn
+	// Waiter (see sleep). sock is nil where that cannot be (not a TCP socket accepted by
+	// Serve, or no Waiter).
+	sock     *sock
 	idleKey  uint64
 	dormant  atomic.Bool
+	shut     atomic.Bool // closeSocket closed the socket
 	wakeTime *time.Timer // resumes a dormant connection when its keep alive runs out
 
 	version    byte
@@ -101,15 +102,15 @@ func (c *conn) serve() {
 	c.guard(c.open, func() {
 		// The TLS handshake, CONNECT and authentication grow a goroutine's stack to 8 KiB or
 		// more, and the runtime only shrinks a stack to four times what is in use. A connection
-		// that publishes more often than IdleRelease keeps its reader for hours: a fresh
-		// goroutine keeps only the stack that loop needs (half, in this broker). (A silent one
-		// goes dormant and keeps none, see sleep.) A device's publication
+		// that keeps its reader (KeepReaders, WebSocket) keeps it for hours: a fresh (or pooled)
+		// goroutine keeps only the stack that loop needs (half, in this broker). (A dormant one
+		// keeps none, see sleep.) A device's publication
 		// path (loop, handlePublish, route, sess.deliver, pumpLocked, sendPublish) should fit
 		// in that half too, or the stack doubles for good (a reader parked in crypto/tls's read
 		// uses too much of it to be shrunk again): functions on it keep rarely used large
 		// locals in functions of their own.
 		c.s.wg.Add(1) // this goroutine still holds its own count: Close cannot miss it
-		go c.guard(c.loop, nil)
+		c.s.read(c)
 	})
 }
 
@@ -158,15 +159,12 @@ func (c *conn) loop() error {
 		if !c.wholePacketBuffered() {
 			c.flushDeferred() // the acknowledgements of what was read, before waiting for more
 			if err := c.await(); err != nil {
-				return err
+				return c.readErr(err)
 			}
 		}
 		h, body, err := c.readPacket(c.s.cfg.MaxPacketSize)
 		if err != nil {
-			if v := c.client.ValidUntil; !v.IsZero() && !time.Now().Before(v) {
-				return fmt.Errorf("%w: the client's credentials expired", packet.MaximumConnectTime)
-			}
-			return err
+			return c.readErr(err)
 		}
 		c.now = time.Now() // one clock read per packet: pacing, message times and routing use it
 		c.rdl = time.Time{}
@@ -176,9 +174,19 @@ func (c *conn) loop() error {
 	}
 }
 
-// await waits for the next packet's first bytes under the keep alive deadline [MQTT-3.1.2-22]
-// (1.5 × keep alive, or sooner when the client's credentials expire). When the client stays
-// silent for IdleRelease first, the reader goroutine ends: errDormant (see sleep).
+// readErr tells a read that failed because the client's credentials expired.
+func (c *conn) readErr(err error) error {
+	if v := c.client.ValidUntil; err != errDormant && !v.IsZero() && !time.Now().Before(v) {
+		return fmt.Errorf("%w: the client's credentials expired", packet.MaximumConnectTime)
+	}
+	return err
+}
+
+// await prepares the read of the next packet, whose first bytes are not buffered. The
+// keep alive deadline [MQTT-3.1.2-22] (1.5 × keep alive, or sooner when the client's
+// credentials expire) bounds the wait. On a TCP socket it first probes for what the
+// client sent meanwhile, without waiting; when there is nothing, the connection goes
+// dormant instead of waiting (errDormant, see sleep).
 func (c *conn) await() error {
 	now := time.Now()
 	if c.rdl.IsZero() {
@@ -187,64 +195,114 @@ func (c *conn) await() error {
 			c.rdl = v
 		}
 	}
-	idle := now.Add(c.s.cfg.IdleRelease)
-	if c.raw == nil || c.br.Buffered() > 0 || !idle.Before(c.rdl) {
-		c.nc.SetReadDeadline(c.rdl)
-		return nil
-	}
-	c.nc.SetReadDeadline(idle)
-	if _, err := c.br.Peek(1); !errors.Is(err, os.ErrDeadlineExceeded) {
-		if err == nil && !c.wholePacketBuffered() {
-			c.nc.SetReadDeadline(c.rdl) // the rest of the packet, under the keep alive
+	for c.sock != nil && c.br.Buffered() == 0 {
+		if !now.Before(c.rdl) { // woken by wakeTime: the probe has no deadline
+			return fmt.Errorf("keep alive: %w", os.ErrDeadlineExceeded)
 		}
-		return err
+		c.sock.probe = true
+		_, err := c.br.Peek(1)
+		c.sock.probe = false
+		if err != errWouldBlock {
+			if err != nil || c.wholePacketBuffered() {
+				return err
+			}
+			break // the rest of the packet, under the keep alive deadline
+		}
+		// Nothing read: bufio holds nothing, and crypto/tls at most part of a record,
+		// whose rest will wake the connection.
+		if c.sleep() {
+			return errDormant
+		}
 	}
-	// Nothing read: bufio holds nothing, and crypto/tls at most part of a record, whose
-	// rest will make the socket readable (a deadline is not a sticky error there).
-	return c.sleep()
+	c.nc.SetReadDeadline(c.rdl)
+	return nil
 }
 
 // errDormant ends a reader goroutine whose connection went dormant.
 var errDormant = errors.New("reader released while the client is idle")
 
-// sleep makes the connection dormant: its read buffer goes back to a pool and its reader
-// goroutine (with its stack) ends, returning errDormant. resume starts a new one when the
-// Waiter sees the socket readable or hung up, when the keep alive deadline passes
-// (wakeTime) or when the server closes the socket (closeSocket). It returns nil, still
-// awake, when the socket cannot be waited for (closed meanwhile): reading shows why.
-func (c *conn) sleep() error {
+// sleep makes the connection dormant: its read buffer goes back to a pool, and it reports
+// true: the reader goroutine (with its stack) ends, returning errDormant. resume starts a
+// new one when the Waiter sees data arrive, when the keep alive deadline passes (wakeTime)
+// or when the server closes the socket (closeSocket). It reports false, still awake, when
+// data arrived since the last read (its wake found the connection awake): read again.
+func (c *conn) sleep() bool {
 	c.readers().put(c.br)
-	c.br, c.body = nil, nil
+	c.br = nil
+	if cap(c.body) > 512 {
+		c.body = nil // a small one is kept: most packets fit, and it is not allocated again
+	}
 	if c.wakeTime == nil {
 		c.wakeTime = time.AfterFunc(math.MaxInt64, c.resume)
 	}
+	due, seen := time.Until(c.rdl), c.sock.seen
 	// From here on another goroutine may own the connection (resume): only immutable
 	// fields, and the timer (safe for concurrent use), are touched.
 	c.s.stats.dormant.Add(1)
 	c.dormant.Store(true)
-	c.wakeTime.Reset(time.Until(c.rdl)) // after Store: firing at once still resumes
-	if err := c.s.idle.Arm(c.raw, c.idleKey, c.resume); err != nil && c.dormant.CompareAndSwap(true, false) {
+	c.wakeTime.Reset(due) // after Store: firing at once still resumes
+	// A wake counts the arrival, and closeSocket sets shut, before trying to resume: either
+	// that resumes, or this sees the change (atomics are sequentially consistent). A closed
+	// socket is not waited for: the probe may have skipped the read that would have failed.
+	if (c.sock.arrivals.Load() != seen || c.shut.Load()) && c.dormant.CompareAndSwap(true, false) {
 		c.s.stats.dormant.Add(-1)
-		c.wakeTime.Stop()
 		c.br = c.readers().get(c.nc)
-		return nil
+		return false
 	}
-	return errDormant
+	return true
 }
 
 // resume gives a dormant connection a reader goroutine again; a no-op on an awake one. Of
-// the Waiter, the timer and closeSocket, the first to call it wins.
+// the Waiter, the timer and closeSocket, the first to call it wins. (The timer is not
+// stopped: firing while the connection is awake does nothing, and sleep resets it.) An
+// idle reader takes it, or a new one starts.
 func (c *conn) resume() {
-	if c.dormant.CompareAndSwap(true, false) {
-		c.s.stats.dormant.Add(-1)
-		c.s.stats.wakes.Add(1)
-		c.wakeTime.Stop()
-		go c.guard(c.loop, nil) // with the count in s.wg the dormant connection kept
+	if !c.dormant.CompareAndSwap(true, false) {
+		return
+	}
+	c.s.stats.dormant.Add(-1)
+	c.s.stats.wakes.Add(1)
+	c.s.read(c) // with the count in s.wg the dormant connection kept
+}
+
+// read hands c's read loop to an idle reader goroutine, or starts one. c holds a count in
+// s.wg for its loop.
+func (s *Server) read(c *conn) {
+	select {
+	case s.wakeq <- c:
+	default:
+		s.wg.Add(1) // c's count is in s.wg: it is not zero
+		go s.reader(c)
+	}
+}
+
+// maxIdleReaders is how many reader goroutines wait for a connection to wake.
+const maxIdleReaders = 16
+
+// reader runs woken connections' read loops one after the other, until none wakes for it
+// (or more readers wait than needed). Reusing it spares each wake a new goroutine and
+// the growth of its stack to what crypto/tls and the publication path need.
+func (s *Server) reader(c *conn) {
+	defer s.wg.Done()
+	for {
+		c.guard(c.loop, nil)
+		if s.idleReaders.Add(1) > maxIdleReaders {
+			s.idleReaders.Add(-1)
+			return
+		}
+		select {
+		case c = <-s.wakeq:
+			s.idleReaders.Add(-1)
+		case <-s.quit:
+			s.idleReaders.Add(-1)
+			return
+		}
 	}
 }
 
 // closeSocket closes the socket and wakes a dormant reader to end the connection.
 func (c *conn) closeSocket() {
+	c.shut.Store(true) // before resume: see sleep
 	c.nc.Close()
 	c.resume()
 }

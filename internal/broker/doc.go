@@ -4,14 +4,17 @@
 // every configured limit. In-process code publishes and subscribes with Publish and
 // Subscribe, with the same routing as network clients.
 //
-// Goroutines: Serve runs one accept loop per listener; each connection has a reader
-// goroutine (decodes and handles packets, and delivers the publications it receives
-// to matching sessions) and, only while it has bytes to write, a flusher (drains the
-// connection's pending bytes, many packets per write, then ends; the reader writes its own
-// client's acknowledgements itself, once per read, before it may block). A connection
-// silent for IdleRelease goes dormant: its reader ends and the Server's idlewait.Waiter (one
-// goroutine) starts a new one when the socket has data, as do its keep alive timer and
-// closeSocket; so an idle connection costs no goroutine. The dormant connection's count in
+// Goroutines: Serve runs one accept loop per listener; a connection has a reader goroutine
+// (decodes and handles packets, and delivers the publications it receives to matching
+// sessions) while it has something to read and, only while it has bytes to write, a
+// flusher (drains the connection's pending bytes, many packets per write, then ends; the
+// reader writes its own client's acknowledgements itself, once per read, before it may
+// block). A TCP or TLS connection whose socket has nothing more goes dormant (unless
+// Config.KeepReaders): its reader moves on, and the Server's idlewait.Waiter (one
+// goroutine) finds it a reader again when data arrives, as do its keep alive timer and
+// closeSocket; so a connection between packets costs no goroutine. Readers are pooled
+// (Server.reader): up to maxIdleReaders wait for the next wake, so that a wake costs
+// neither a new goroutine nor the growth of its stack. The dormant connection's count in
 // the WaitGroup passes to the reader that resumes it. One janitor goroutine runs will delays, session expiry and $SYS
 // statistics; each in-process subscriber has one goroutine. All but the flushers are
 // tracked by the Server's WaitGroup; a flusher ends before its connection's reader does

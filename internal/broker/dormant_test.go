@@ -12,7 +12,6 @@ import (
 	"math/big"
 	"net"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,11 +20,10 @@ import (
 	"vitalmq/internal/packet"
 )
 
-// Connections silent for IdleRelease hold no reader goroutine ("dormant"): these tests
-// check that a dormant connection still receives, wakes on data (also the rest of a TLS
-// record), ends at its keep alive, and is closed by a takeover and by a shutdown.
-
-const dormantAfter = 20 * time.Millisecond
+// Connections with nothing to read hold no reader goroutine ("dormant", unless
+// Config.KeepReaders): these tests check that a dormant connection still receives, wakes
+// on data (also the rest of a TLS record), ends at its keep alive, and is closed by a
+// takeover and by a shutdown.
 
 // testCert returns a self-signed certificate for 127.0.0.1 and a pool that trusts it.
 func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
@@ -51,7 +49,7 @@ func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
 
-// dormantServer starts a broker whose connections go dormant after dormantAfter, on plain
+// dormantServer starts a broker with the default configuration (connections go dormant), on plain
 // TCP or TLS, and returns it with a dialer for raw clients (the dialer's plain TCP
 // connection is passed to wrap, when not nil, before TLS goes over it).
 func dormantServer(t *testing.T, useTLS bool) (*testServer, func(wrap func(net.Conn) net.Conn) *rawConn) {
@@ -60,13 +58,13 @@ func dormantServer(t *testing.T, useTLS bool) (*testServer, func(wrap func(net.C
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := broker.Config{IdleRelease: dormantAfter}
+	cfg := broker.Config{}
 	if !useTLS {
-		s := serveOn(t, cfg, ln, ln)
+		s := serveOn(t, cfg, ln, ln, nil)
 		return s, func(func(net.Conn) net.Conn) *rawConn { return dialRaw(t, s.Addr) }
 	}
 	cert, pool := testCert(t)
-	s := serveOn(t, cfg, ln, tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}}))
+	s := serveOn(t, cfg, ln, ln, &tls.Config{Certificates: []tls.Certificate{cert}})
 	return s, func(wrap func(net.Conn) net.Conn) *rawConn {
 		t.Helper()
 		nc, err := net.Dial("tcp", s.Addr)
@@ -231,20 +229,25 @@ func TestDormantPartialTLSRecord(t *testing.T) {
 	}
 }
 
-// TestIdleReleaseDefault: a device publishing every few seconds keeps its reader (a
-// dormancy costs about 20 µs of CPU a wake); the documented default is 5 s.
-func TestIdleReleaseDefault(t *testing.T) {
-	for _, c := range []struct{ set, want time.Duration }{{0, 5 * time.Second}, {-1, -1}, {time.Minute, time.Minute}} {
-		srv, err := broker.New(broker.Config{IdleRelease: c.set, SysInterval: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := srv.Config().IdleRelease; got != c.want {
-			t.Errorf("IdleRelease %v: in force %v, want %v", c.set, got, c.want)
-		}
-		srv.Close()
+// TestKeepReaders: with KeepReaders, no connection goes dormant, and every one keeps
+// its reader goroutine while it waits.
+func TestKeepReaders(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := broker.New(broker.Config{IdleRelease: time.Millisecond}); err == nil || !strings.Contains(err.Error(), "IdleRelease") {
-		t.Errorf("IdleRelease 1ms: %v, want an error naming the field", err)
+	s := serveOn(t, broker.Config{KeepReaders: true}, ln, ln, nil)
+	v := packet.Version311
+	base := runtime.NumGoroutine()
+	const devices = 20
+	for i := range devices {
+		d := dialRaw(t, s.Addr)
+		d.connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: fmt.Sprintf("dev-%d", i)})
+		d.ftPublish(v, &packet.Publish{QoS: 1, PacketID: 1, Topic: "d/x", Payload: []byte("72")})
+		d.expect("40 02 00 01")
+	}
+	eventually(t, 10*time.Second, "a reader goroutine per connection", func() bool { return runtime.NumGoroutine() >= base+devices })
+	if n := s.Dormant(); n != 0 {
+		t.Fatalf("%d dormant connections with KeepReaders", n)
 	}
 }

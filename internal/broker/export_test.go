@@ -21,7 +21,7 @@ func (s *Server) StopSending(clientID string) {
 	c.outMu.Unlock()
 }
 
-// Dormant is the number of connections without a reader goroutine (IdleRelease); Wakes
+// Dormant is the number of connections without a reader goroutine (KeepReaders); Wakes
 // counts how often one got its reader back.
 func (s *Server) Dormant() int { return int(s.stats.dormant.Load()) }
 func (s *Server) Wakes() int64 { return s.stats.wakes.Load() }

@@ -3,6 +3,7 @@ package broker_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -31,12 +32,13 @@ func startServer(t testing.TB, cfg broker.Config) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return serveOn(t, cfg, ln, ln)
+	return serveOn(t, cfg, ln, ln, nil)
 }
 
-// serveOn runs a broker with cfg on serve (which may wrap ln, e.g. a WebSocket listener)
-// until the end of the test, then shuts it down and checks that no goroutine outlives it.
-func serveOn(t testing.TB, cfg broker.Config, ln, serve net.Listener) *testServer {
+// serveOn runs a broker with cfg on serve (which may wrap ln, e.g. a WebSocket listener),
+// over TLS with tcfg when not nil, until the end of the test, then shuts it down and checks
+// that no goroutine outlives it.
+func serveOn(t testing.TB, cfg broker.Config, ln, serve net.Listener, tcfg *tls.Config) *testServer {
 	t.Helper()
 	base := runtime.NumGoroutine()
 	if cfg.SysInterval == 0 {
@@ -48,7 +50,7 @@ func serveOn(t testing.TB, cfg broker.Config, ln, serve net.Listener) *testServe
 	}
 	done := make(chan error, 1)
 	go func() {
-		done <- srv.Serve(serve, broker.ListenerOptions{Name: "test", AllowAnonymous: cfg.Authenticator == nil})
+		done <- srv.Serve(serve, broker.ListenerOptions{Name: "test", AllowAnonymous: cfg.Authenticator == nil, TLS: tcfg})
 	}()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

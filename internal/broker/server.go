@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"vitalmq/internal/idlewait"
@@ -41,7 +40,11 @@ type Server struct {
 	subs     *topic.Trie[*sess, subscription]
 	retained *topic.Retained[*session.Message]
 	started  time.Time
-	idle     *idlewait.Waiter // dormant connections' sockets; nil: none go dormant (IdleRelease)
+	idle     *idlewait.Waiter // dormant connections' sockets; nil: none go dormant (KeepReaders)
+	// wakeq hands a woken connection to an idle reader goroutine (see conn.resume);
+	// idleReaders counts those waiting.
+	wakeq       chan *conn
+	idleReaders atomic.Int32
 
 	mu        sync.Mutex
 	sessions  map[string]*sess
@@ -99,6 +102,7 @@ func New(cfg Config) (*Server, error) {
 		listeners:  make(map[net.Listener]struct{}),
 		conns:      make(map[*conn]struct{}),
 		quit:       make(chan struct{}),
+		wakeq:      make(chan *conn),
 		retainedBy: make(map[string]int),
 		perAddr:    limiter.NewConcurrency(cfg.MaxConnectionsPerAddress, 1<<20),
 		connRate:   limiter.New(cfg.ConnectionRate, cfg.ConnectionBurst, 1<<16),
@@ -113,7 +117,7 @@ func New(cfg Config) (*Server, error) {
 		s.restore(snap)
 	}
 	s.wg.Go(s.janitor)
-	if cfg.IdleRelease > 0 {
+	if !cfg.KeepReaders {
 		if w, err := idlewait.New(); err == nil {
 			s.idle = w
 			s.wg.Go(w.Run)
@@ -213,15 +217,21 @@ func (s *Server) Serve(ln net.Listener, opts ListenerOptions) error {
 			s.dropped("connection limit for source address", "")
 			continue
 		}
+		nc, sk := s.wrap(nc, opts)
 		c := newConn(s, nc, opts)
 		c.addrKey = key
-		if c.raw = s.rawSocket(nc); c.raw != nil {
-			c.idleKey = s.idle.Key()
+		if sk != nil {
+			if k, err := s.idle.Add(sk.rc, func() { sk.arrivals.Add(1); c.resume() }); err == nil {
+				c.sock, c.idleKey = sk, k
+			}
 		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			nc.Close()
+			if c.sock != nil {
+				s.idle.Remove(c.idleKey)
+			}
 			return ErrServerClosed
 		}
 		s.conns[c] = struct{}{}
@@ -233,21 +243,20 @@ func (s *Server) Serve(ln net.Listener, opts ListenerOptions) error {
 
 var errTemporary = errors.New("temporary accept error")
 
-// rawSocket returns what the Waiter needs to wait for nc's TCP socket (under TLS or not),
-// or nil when its connection must keep a reader goroutine.
-func (s *Server) rawSocket(nc net.Conn) syscall.RawConn {
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
+// wrap returns the connection a conn reads and writes for an accepted one: over TLS when
+// the listener has a configuration, and with a sock under it when the connection can go
+// dormant (a TCP socket, and a Waiter).
+func (s *Server) wrap(nc net.Conn, opts ListenerOptions) (net.Conn, *sock) {
+	var sk *sock
+	if tc, ok := nc.(*net.TCPConn); ok && s.idle != nil {
+		if k, err := newSock(tc); err == nil {
+			sk, nc = k, k
+		}
 	}
-	tcp, ok := nc.(*net.TCPConn)
-	if s.idle == nil || !ok {
-		return nil
+	if opts.TLS != nil {
+		nc = tls.Server(nc, opts.TLS)
 	}
-	rc, err := tcp.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	return rc
+	return nc, sk
 }
 
 // sourceKey is the limiter key of a remote address (see limiter.SourceKey).

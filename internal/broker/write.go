@@ -351,8 +351,8 @@ func (c *conn) finish(err error) {
 		c.outMu.Unlock()
 	}
 	c.nc.Close()
-	if c.raw != nil {
-		c.s.idle.Disarm(c.idleKey)
+	if c.sock != nil {
+		c.s.idle.Remove(c.idleKey)
 		if c.wakeTime != nil {
 			c.wakeTime.Stop()
 		}

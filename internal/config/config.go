@@ -46,7 +46,7 @@ type Broker struct {
 	MaxQueuedBytes       int      `toml:"max_queued_bytes"`
 	MaxPendingWrite      int      `toml:"max_pending_write"`
 	WriteTimeout         Duration `toml:"write_timeout"`
-	IdleRelease          Duration `toml:"idle_release"`
+	KeepReaders          bool     `toml:"keep_readers"`
 	FlowControlWait      Duration `toml:"flow_control_wait"`
 	TopicAliasMaximum    int      `toml:"topic_alias_maximum"`
 	MaxSubscriptions     int      `toml:"max_subscriptions"`

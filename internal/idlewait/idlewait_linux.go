@@ -8,17 +8,19 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// Waiter calls wake functions when their sockets become readable. Run delivers the calls;
+// Waiter calls wake functions when their sockets receive data. Run delivers the calls;
 // Close ends Run. The zero value is not usable: New makes one.
 type Waiter struct {
-	ep *os.File // a non-blocking epoll descriptor: the runtime's poller tells Run when it has events
+	ep  *os.File        // a non-blocking epoll descriptor: the runtime's poller tells Run when it has events
+	erc syscall.RawConn // ep's
 
 	mu   sync.Mutex
-	wake map[uint64]func() // armed sockets by key; an entry is taken out when it is called
+	wake map[uint64]func() // added sockets by key
 	next uint64
 }
 
@@ -32,78 +34,56 @@ func New() (*Waiter, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("idlewait: %w", err)
 	}
-	return &Waiter{ep: os.NewFile(uintptr(fd), "idlewait-epoll"), wake: make(map[uint64]func())}, nil
+	ep := os.NewFile(uintptr(fd), "idlewait-epoll")
+	erc, err := ep.SyscallConn()
+	if err != nil {
+		ep.Close()
+		return nil, fmt.Errorf("idlewait: %w", err)
+	}
+	return &Waiter{ep: ep, erc: erc, wake: make(map[uint64]func())}, nil
 }
 
-// Key returns a key for a socket's Arm and Disarm calls, never used before by this Waiter.
-func (w *Waiter) Key() uint64 {
+// Add calls wake from Run's goroutine each time data arrives on the socket behind rc, or
+// it is hung up or fails, until Remove(key). Closing the socket also ends the calls (the
+// kernel takes a closed descriptor out of the set); Remove forgets wake.
+func (w *Waiter) Add(rc syscall.RawConn, wake func()) (key uint64, err error) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.next++
-	return w.next
-}
-
-// Arm calls wake once, from Run's goroutine, when the socket behind rc has something to
-// read, was hung up or failed, unless Disarm(key) comes first. A socket is armed once at a
-// time: arming it again replaces wake. Closing the socket forgets it (the kernel takes a
-// closed descriptor out of the set): who closes an armed socket calls its wake himself.
-func (w *Waiter) Arm(rc syscall.RawConn, key uint64, wake func()) error {
-	w.mu.Lock()
+	key = w.next
 	w.wake[key] = wake
 	w.mu.Unlock()
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET,
 		Fd: int32(uint32(key)), Pad: int32(uint32(key >> 32))} // Fd and Pad are epoll_data
-	err := w.control(rc, func(ep, fd int) error {
-		err := unix.EpollCtl(ep, unix.EPOLL_CTL_MOD, fd, &ev) // re-arms a socket that fired (one-shot) or not
-		if err == unix.ENOENT {
-			err = unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &ev)
-		}
-		return err
+	// Both Controls hold their descriptor open meanwhile: a number closed under them could
+	// name another file by then.
+	var serr, cerr error
+	err = w.erc.Control(func(ep uintptr) {
+		serr = rc.Control(func(fd uintptr) { cerr = epollCtl(int(ep), unix.EPOLL_CTL_ADD, int(fd), &ev) })
 	})
-	if err != nil {
-		w.Disarm(key)
-		return fmt.Errorf("idlewait: arm: %w", err)
+	if err = errors.Join(err, serr, cerr); err != nil {
+		w.Remove(key)
+		return 0, fmt.Errorf("idlewait: add: %w", err)
 	}
-	return nil
+	return key, nil
 }
 
-// control runs f with the epoll descriptor and the socket's, both held open meanwhile (a
-// descriptor number closed under it could name another file by then).
-func (w *Waiter) control(rc syscall.RawConn, f func(ep, fd int) error) error {
-	erc, err := w.ep.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr, ferr error
-	if err := erc.Control(func(ep uintptr) {
-		serr = rc.Control(func(fd uintptr) { ferr = f(int(ep), int(fd)) })
-	}); err != nil {
-		return err
-	}
-	return errors.Join(serr, ferr)
-}
-
-// Disarm forgets key's wake function: it is not called after Disarm returns, unless Run
+// Remove forgets key's wake function: it is not called after Remove returns, unless Run
 // had already taken it.
-func (w *Waiter) Disarm(key uint64) {
+func (w *Waiter) Remove(key uint64) {
 	w.mu.Lock()
 	delete(w.wake, key)
 	w.mu.Unlock()
 }
 
-// Run calls the wake functions of sockets as they become readable, until Close.
+// Run calls the wake functions of sockets as data arrives, until Close.
 func (w *Waiter) Run() {
-	erc, err := w.ep.SyscallConn()
-	if err != nil {
-		return
-	}
 	events := make([]unix.EpollEvent, 256)
 	var due []func()
 	// The callback never reports done: it drains the set, then waits for the runtime's
 	// poller to report the epoll descriptor readable again. Read returns when Close closes it.
-	erc.Read(func(ep uintptr) bool {
+	w.erc.Read(func(ep uintptr) bool {
 		for {
-			n, err := unix.EpollWait(int(ep), events, 0)
+			n, err := epollPoll(int(ep), events)
 			if err == unix.EINTR {
 				continue
 			}
@@ -112,9 +92,7 @@ func (w *Waiter) Run() {
 			}
 			w.mu.Lock()
 			for _, ev := range events[:n] {
-				key := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
-				if f, ok := w.wake[key]; ok {
-					delete(w.wake, key)
+				if f, ok := w.wake[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]; ok {
 					due = append(due, f)
 				}
 			}
@@ -131,7 +109,26 @@ func (w *Waiter) Run() {
 	})
 }
 
-// Close ends Run. Armed sockets are not called.
+// Close ends Run. Added sockets are not called.
 func (w *Waiter) Close() error {
 	return w.ep.Close()
+}
+
+// epollCtl and epollPoll are epoll_ctl and a non-blocking epoll_pwait as raw system calls:
+// neither waits, so they need not tell the Go scheduler (unix.EpollCtl and EpollWait do,
+// at a cost per wake).
+func epollCtl(ep, op, fd int, ev *unix.EpollEvent) error {
+	_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(ep), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func epollPoll(ep int, events []unix.EpollEvent) (int, error) {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }

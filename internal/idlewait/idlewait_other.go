@@ -13,8 +13,9 @@ type Waiter struct{}
 // New reports errors.ErrUnsupported: callers keep a reader goroutine per connection.
 func New() (*Waiter, error) { return nil, errors.ErrUnsupported }
 
-func (w *Waiter) Key() uint64                                           { return 0 }
-func (w *Waiter) Arm(rc syscall.RawConn, key uint64, wake func()) error { return errors.ErrUnsupported }
-func (w *Waiter) Disarm(key uint64)                                     {}
-func (w *Waiter) Run()                                                  {}
-func (w *Waiter) Close() error                                          { return nil }
+func (w *Waiter) Add(rc syscall.RawConn, wake func()) (uint64, error) {
+	return 0, errors.ErrUnsupported
+}
+func (w *Waiter) Remove(key uint64) {}
+func (w *Waiter) Run()              {}
+func (w *Waiter) Close() error      { return nil }

@@ -55,79 +55,68 @@ func wait(t *testing.T, ch <-chan struct{}, what string) {
 	}
 }
 
-func TestWakeOnDataOnceThenRearm(t *testing.T) {
+// TestWakeOnEveryArrival: edge-triggered, a socket is called for each arrival of data,
+// read or not, and for its hang-up.
+func TestWakeOnEveryArrival(t *testing.T) {
 	w := start(t)
 	server, client, rc := pair(t)
-	key := w.Key()
 	woke := make(chan struct{}, 4)
-	wake := func() { woke <- struct{}{} }
-	if err := w.Arm(rc, key, wake); err != nil {
+	if _, err := w.Add(rc, func() { woke <- struct{}{} }); err != nil {
 		t.Fatal(err)
 	}
 	client.Write([]byte("a"))
 	wait(t, woke, "first byte")
-	// One-shot: more data does not call again until re-armed; re-arming with unread data
-	// calls at once.
-	client.Write([]byte("b"))
-	if err := w.Arm(rc, key, wake); err != nil {
-		t.Fatal(err)
-	}
-	wait(t, woke, "re-armed with unread data")
+	client.Write([]byte("b")) // not read: a new arrival calls again all the same
+	wait(t, woke, "second byte, the first unread")
 	buf := make([]byte, 2)
 	if n, err := server.Read(buf); err != nil || n != 2 {
 		t.Fatalf("read %d, %v", n, err)
 	}
-	if err := w.Arm(rc, key, wake); err != nil {
-		t.Fatal(err)
-	}
 	client.Close()
 	wait(t, woke, "hang-up")
-	if len(woke) != 0 {
-		t.Fatalf("%d extra wakes", len(woke))
-	}
 }
 
-func TestDisarmedNotCalled(t *testing.T) {
+func TestRemovedNotCalled(t *testing.T) {
 	w := start(t)
 	_, c1, rc1 := pair(t)
 	_, c2, rc2 := pair(t)
-	k1, k2 := w.Key(), w.Key()
 	called1 := make(chan struct{}, 1)
 	called2 := make(chan struct{}, 1)
-	if err := w.Arm(rc1, k1, func() { called1 <- struct{}{} }); err != nil {
+	k1, err := w.Add(rc1, func() { called1 <- struct{}{} })
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Arm(rc2, k2, func() { called2 <- struct{}{} }); err != nil {
+	if _, err := w.Add(rc2, func() { called2 <- struct{}{} }); err != nil {
 		t.Fatal(err)
 	}
-	w.Disarm(k1)
+	w.Remove(k1)
 	c1.Write([]byte("x"))
 	c2.Write([]byte("y"))
-	wait(t, called2, "armed socket")
+	wait(t, called2, "added socket")
 	select {
 	case <-called1:
-		t.Fatal("a disarmed socket's wake was called")
-	default: // and never will be: Disarm took it out before the data was sent
+		t.Fatal("a removed socket's wake was called")
+	default: // and never will be: Remove took it out before the data was sent
 	}
 }
 
-func TestArmClosedSocketFails(t *testing.T) {
+func TestAddClosedSocketFails(t *testing.T) {
 	w := start(t)
 	server, _, rc := pair(t)
 	server.Close()
-	if err := w.Arm(rc, w.Key(), func() {}); err == nil {
-		t.Fatal("arming a closed socket succeeded")
+	if _, err := w.Add(rc, func() {}); err == nil {
+		t.Fatal("adding a closed socket succeeded")
 	}
 	w.mu.Lock()
 	n := len(w.wake)
 	w.mu.Unlock()
 	if n != 0 {
-		t.Fatalf("a failed Arm left %d wake functions", n)
+		t.Fatalf("a failed Add left %d wake functions", n)
 	}
 }
 
 func TestManySockets(t *testing.T) {
-	w := start(t) // more sockets than one EpollWait batch takes
+	w := start(t) // more sockets than one epoll_pwait batch takes
 	const n = 300
 	var wg sync.WaitGroup
 	wg.Add(n)
@@ -135,7 +124,7 @@ func TestManySockets(t *testing.T) {
 	for i := range clients {
 		_, c, rc := pair(t)
 		clients[i] = c
-		if err := w.Arm(rc, w.Key(), wg.Done); err != nil {
+		if _, err := w.Add(rc, wg.Done); err != nil {
 			t.Fatal(err)
 		}
 	}

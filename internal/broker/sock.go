@@ -1,0 +1,85 @@
+package broker
+
+import (
+	"io"
+	"net"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+)
+
+// sock is an accepted TCP connection whose reads can be probed: with probe set, Read
+// does not wait. It returns errWouldBlock at once when the last read left the socket
+// empty (it returned less than asked: what came since has been counted in arrivals, see
+// conn.sleep), and otherwise makes one read(2), returning errWouldBlock when there was
+// nothing. It sits under crypto/tls, so that a probe also
+// takes the records crypto/tls already holds (see conn.await). Writes and everything else
+// are the TCPConn's.
+type sock struct {
+	*net.TCPConn
+	rc      syscall.RawConn
+	probe   bool // set and cleared by the reader goroutine around a probe
+	drained bool // the last read returned less than asked
+	// arrivals counts the Server's Waiter's calls (data or a hang-up arrived); seen is
+	// what it was before the last read, so that data which came since is not slept through.
+	arrivals atomic.Uint32
+	seen     uint32
+}
+
+func newSock(tc *net.TCPConn) (*sock, error) {
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	return &sock{TCPConn: tc, rc: rc}, nil
+}
+
+func (s *sock) Read(b []byte) (int, error) {
+	if !s.probe || len(b) == 0 {
+		s.seen = s.arrivals.Load()
+		n, err := s.TCPConn.Read(b)
+		s.drained = n < len(b)
+		return n, err
+	}
+	if s.drained {
+		s.drained = false // the next probe reads
+		return 0, errWouldBlock
+	}
+	// Control, not Read: no deadline applies to a probe (the keep alive is conn.await's),
+	// and nothing waits, so a raw system call does (the scheduler need not know). Only the
+	// reader goroutine reads this socket.
+	var n uintptr
+	var errno syscall.Errno
+	s.seen = s.arrivals.Load()
+	if err := s.rc.Control(func(fd uintptr) {
+		for {
+			if n, _, errno = syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b))); errno != syscall.EINTR {
+				return
+			}
+		}
+	}); err != nil {
+		return 0, err // closed
+	}
+	switch {
+	case errno == syscall.EAGAIN:
+		return 0, errWouldBlock
+	case errno != 0:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: s.LocalAddr(), Addr: s.RemoteAddr(), Err: os.NewSyscallError("read", errno)}
+	case n == 0:
+		return 0, io.EOF
+	}
+	s.drained = int(n) < len(b)
+	return int(n), nil
+}
+
+// errWouldBlock is a probe's answer when the socket has nothing to read. crypto/tls keeps
+// a temporary net.Error to itself (it does not make the connection fail for good), and
+// keeps what part of a record it has read.
+var errWouldBlock error = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "nothing to read yet" }
+func (wouldBlock) Timeout() bool   { return true }
+func (wouldBlock) Temporary() bool { return true }
