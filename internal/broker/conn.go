@@ -28,6 +28,7 @@ import (
 type conn struct {
 	s       *Server
 	nc      net.Conn
+	in      io.Reader // what br reads: nc, or a dataFirst over it for a dormant-capable one
 	opts    ListenerOptions
 	addrKey string        // source address key, released from Server.perAddr at the end
 	br      *bufio.Reader // nil while dormant
@@ -91,7 +92,7 @@ type conn struct {
 }
 
 func newConn(s *Server, nc net.Conn, opts ListenerOptions) *conn {
-	return &conn{s: s, nc: nc, opts: opts, maxOut: packet.MaxRemaining + 5,
+	return &conn{s: s, nc: nc, in: nc, opts: opts, maxOut: packet.MaxRemaining + 5,
 		writerDone: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -146,14 +147,14 @@ func (c *conn) open() error {
 			return fmt.Errorf("tls handshake: %w", err)
 		}
 	}
-	c.br = c.readers().get(c.nc)
+	c.br = c.readers().get(c.in)
 	return c.connect() // the write deadline is the flusher's from the CONNACK on
 }
 
 // loop reads and handles packets until the connection ends (or goes dormant).
 func (c *conn) loop() error {
 	if c.br == nil { // resumed
-		c.br = c.readers().get(c.nc)
+		c.br = c.readers().get(c.in)
 	}
 	for {
 		if !c.wholePacketBuffered() {
@@ -188,17 +189,13 @@ func (c *conn) readErr(err error) error {
 // client sent meanwhile, without waiting; when there is nothing, the connection goes
 // dormant instead of waiting (errDormant, see sleep).
 func (c *conn) await() error {
-	now := time.Now()
 	if c.rdl.IsZero() {
-		c.rdl = now.Add(c.keepAlive + c.keepAlive/2)
+		c.rdl = time.Now().Add(c.keepAlive + c.keepAlive/2)
 		if v := c.client.ValidUntil; !v.IsZero() && v.Before(c.rdl) {
 			c.rdl = v
 		}
 	}
 	for c.sock != nil && c.br.Buffered() == 0 {
-		if !now.Before(c.rdl) { // woken by wakeTime: the probe has no deadline
-			return fmt.Errorf("keep alive: %w", os.ErrDeadlineExceeded)
-		}
 		c.sock.probe = true
 		_, err := c.br.Peek(1)
 		c.sock.probe = false
@@ -209,7 +206,11 @@ func (c *conn) await() error {
 			break // the rest of the packet, under the keep alive deadline
 		}
 		// Nothing read: bufio holds nothing, and crypto/tls at most part of a record,
-		// whose rest will wake the connection.
+		// whose rest will wake the connection. The probe has no deadline: the keep alive is
+		// checked here (woken by wakeTime), unless data arrived since the last read.
+		if !time.Now().Before(c.rdl) && c.sock.arrivals.Load() == c.sock.seen {
+			return fmt.Errorf("keep alive: %w", os.ErrDeadlineExceeded)
+		}
 		if c.sleep() {
 			return errDormant
 		}
@@ -225,7 +226,8 @@ var errDormant = errors.New("reader released while the client is idle")
 // true: the reader goroutine (with its stack) ends, returning errDormant. resume starts a
 // new one when the Waiter sees data arrive, when the keep alive deadline passes (wakeTime)
 // or when the server closes the socket (closeSocket). It reports false, still awake, when
-// data arrived since the last read (its wake found the connection awake): read again.
+// data arrived since the last read (its wake found the connection awake), the socket was
+// closed or the keep alive ran out meanwhile: read again.
 func (c *conn) sleep() bool {
 	c.readers().put(c.br)
 	c.br = nil
@@ -235,18 +237,21 @@ func (c *conn) sleep() bool {
 	if c.wakeTime == nil {
 		c.wakeTime = time.AfterFunc(math.MaxInt64, c.resume)
 	}
-	due, seen := time.Until(c.rdl), c.sock.seen
-	// From here on another goroutine may own the connection (resume): only immutable
-	// fields, and the timer (safe for concurrent use), are touched.
+	rdl, seen := c.rdl, c.sock.seen
+	// Before Store: once another goroutine may own the connection, its own sleep's Reset
+	// must be the one that stays. A firing before Store finds the connection awake: the
+	// deadline is checked after it instead.
+	c.wakeTime.Reset(time.Until(rdl))
+	// From here on another goroutine may own the connection (resume): only locals, atomics
+	// and immutable fields are touched.
 	c.s.stats.dormant.Add(1)
 	c.dormant.Store(true)
-	c.wakeTime.Reset(due) // after Store: firing at once still resumes
 	// A wake counts the arrival, and closeSocket sets shut, before trying to resume: either
 	// that resumes, or this sees the change (atomics are sequentially consistent). A closed
 	// socket is not waited for: the probe may have skipped the read that would have failed.
-	if (c.sock.arrivals.Load() != seen || c.shut.Load()) && c.dormant.CompareAndSwap(true, false) {
+	if (c.sock.arrivals.Load() != seen || c.shut.Load() || !time.Now().Before(rdl)) && c.dormant.CompareAndSwap(true, false) {
 		c.s.stats.dormant.Add(-1)
-		c.br = c.readers().get(c.nc)
+		c.br = c.readers().get(c.in)
 		return false
 	}
 	return true

@@ -251,3 +251,43 @@ func TestKeepReaders(t *testing.T) {
 		t.Fatalf("%d dormant connections with KeepReaders", n)
 	}
 }
+
+// TestDormantHangUpAfterData: devices that send a packet and hang up at once (no
+// DISCONNECT, no TLS close_notify) are seen gone at once, not at their keep alive: their
+// wills go out. The read of the packet is short and leaves the end of the stream unread,
+// and the hang-up's wake finds the connection awake; it must not sleep through it.
+func TestDormantHangUpAfterData(t *testing.T) {
+	for _, useTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "tcp", true: "tls"}[useTLS], func(t *testing.T) {
+			const devices = 40
+			v := packet.Version311
+			s, dial := dormantServer(t, useTLS)
+			watch := dial(nil)
+			watch.connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: "nurse"})
+			watch.ftSub(v, "will/#", 0)
+			devs := make([]*rawConn, devices)
+			for i := range devs {
+				devs[i] = dial(nil)
+				devs[i].connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: fmt.Sprintf("pump-%d", i),
+					HasWill: true, Will: packet.Will{Topic: fmt.Sprintf("will/%d", i), Payload: []byte("offline")}})
+			}
+			allDormant(t, s, devices+1)
+			for i, d := range devs {
+				d.write(packet.AppendPublish(nil, &packet.Publish{Topic: fmt.Sprintf("d/%d", i), Payload: []byte("72")}, v))
+				if tc, ok := d.nc.(*tls.Conn); ok {
+					tc.NetConn().Close() // abruptly: no close_notify
+				} else {
+					d.nc.Close()
+				}
+			}
+			wills := map[string]bool{}
+			for range devs {
+				p := watch.ftReadPublish(v) // waits 2 s at most; the keep alive is 90
+				wills[p.Topic] = true
+			}
+			if len(wills) != devices {
+				t.Fatalf("%d distinct wills, want %d", len(wills), devices)
+			}
+		})
+	}
+}

@@ -221,8 +221,8 @@ func (s *Server) Serve(ln net.Listener, opts ListenerOptions) error {
 		c := newConn(s, nc, opts)
 		c.addrKey = key
 		if sk != nil {
-			if k, err := s.idle.Add(sk.rc, func() { sk.arrivals.Add(1); c.resume() }); err == nil {
-				c.sock, c.idleKey = sk, k
+			if k, err := s.idle.Add(sk.rc, sk.wake(c)); err == nil {
+				c.sock, c.idleKey, c.in = sk, k, &dataFirst{nc}
 			}
 		}
 		s.mu.Lock()

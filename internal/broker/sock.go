@@ -25,6 +25,20 @@ type sock struct {
 	// what it was before the last read, so that data which came since is not slept through.
 	arrivals atomic.Uint32
 	seen     uint32
+	// hup: the client hung up (or the socket failed). A short read then does not mean
+	// that the socket is empty: the end of the stream is still to be read.
+	hup atomic.Bool
+}
+
+// wake is c's wake function for the Server's Waiter.
+func (s *sock) wake(c *conn) func(hup bool) {
+	return func(hup bool) {
+		if hup {
+			s.hup.Store(true) // before the count: see conn.sleep
+		}
+		s.arrivals.Add(1)
+		c.resume()
+	}
 }
 
 func newSock(tc *net.TCPConn) (*sock, error) {
@@ -42,7 +56,7 @@ func (s *sock) Read(b []byte) (int, error) {
 		s.drained = n < len(b)
 		return n, err
 	}
-	if s.drained {
+	if s.drained && !s.hup.Load() {
 		s.drained = false // the next probe reads
 		return 0, errWouldBlock
 	}
@@ -77,6 +91,20 @@ func (s *sock) Read(b []byte) (int, error) {
 // a temporary net.Error to itself (it does not make the connection fail for good), and
 // keeps what part of a record it has read.
 var errWouldBlock error = wouldBlock{}
+
+// dataFirst is what the bufio.Reader of a dormant-capable connection reads: its net.Conn,
+// less an errWouldBlock that comes with data. crypto/tls returns a record's data with the
+// error of its look at a following alert record that arrived in part; bufio would keep
+// that error and hand it to a later read that is meant to wait. The next probe asks again.
+type dataFirst struct{ net.Conn }
+
+func (d *dataFirst) Read(b []byte) (int, error) {
+	n, err := d.Conn.Read(b)
+	if n > 0 && err == errWouldBlock {
+		err = nil
+	}
+	return n, err
+}
 
 type wouldBlock struct{}
 

@@ -20,7 +20,7 @@ type Waiter struct {
 	erc syscall.RawConn // ep's
 
 	mu   sync.Mutex
-	wake map[uint64]func() // added sockets by key
+	wake map[uint64]func(hup bool) // added sockets by key
 	next uint64
 }
 
@@ -40,13 +40,14 @@ func New() (*Waiter, error) {
 		ep.Close()
 		return nil, fmt.Errorf("idlewait: %w", err)
 	}
-	return &Waiter{ep: ep, erc: erc, wake: make(map[uint64]func())}, nil
+	return &Waiter{ep: ep, erc: erc, wake: make(map[uint64]func(bool))}, nil
 }
 
 // Add calls wake from Run's goroutine each time data arrives on the socket behind rc, or
-// it is hung up or fails, until Remove(key). Closing the socket also ends the calls (the
-// kernel takes a closed descriptor out of the set); Remove forgets wake.
-func (w *Waiter) Add(rc syscall.RawConn, wake func()) (key uint64, err error) {
+// it is hung up or fails (then with hup true), until Remove(key). Closing the socket also
+// ends the calls (the kernel takes a closed descriptor out of the set); Remove forgets
+// wake.
+func (w *Waiter) Add(rc syscall.RawConn, wake func(hup bool)) (key uint64, err error) {
 	w.mu.Lock()
 	w.next++
 	key = w.next
@@ -78,7 +79,11 @@ func (w *Waiter) Remove(key uint64) {
 // Run calls the wake functions of sockets as data arrives, until Close.
 func (w *Waiter) Run() {
 	events := make([]unix.EpollEvent, 256)
-	var due []func()
+	type call struct {
+		wake func(bool)
+		hup  bool
+	}
+	var due []call
 	// The callback never reports done: it drains the set, then waits for the runtime's
 	// poller to report the epoll descriptor readable again. Read returns when Close closes it.
 	w.erc.Read(func(ep uintptr) bool {
@@ -93,13 +98,13 @@ func (w *Waiter) Run() {
 			w.mu.Lock()
 			for _, ev := range events[:n] {
 				if f, ok := w.wake[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]; ok {
-					due = append(due, f)
+					due = append(due, call{f, ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0})
 				}
 			}
 			w.mu.Unlock()
-			for i, f := range due {
-				f()
-				due[i] = nil
+			for i, d := range due {
+				d.wake(d.hup)
+				due[i] = call{}
 			}
 			due = due[:0]
 			if n < len(events) {

@@ -13,7 +13,7 @@ type Waiter struct{}
 // New reports errors.ErrUnsupported: callers keep a reader goroutine per connection.
 func New() (*Waiter, error) { return nil, errors.ErrUnsupported }
 
-func (w *Waiter) Add(rc syscall.RawConn, wake func()) (uint64, error) {
+func (w *Waiter) Add(rc syscall.RawConn, wake func(hup bool)) (uint64, error) {
 	return 0, errors.ErrUnsupported
 }
 func (w *Waiter) Remove(key uint64) {}

@@ -56,24 +56,40 @@ func wait(t *testing.T, ch <-chan struct{}, what string) {
 }
 
 // TestWakeOnEveryArrival: edge-triggered, a socket is called for each arrival of data,
-// read or not, and for its hang-up.
+// read or not, and for its hang-up, which says so.
 func TestWakeOnEveryArrival(t *testing.T) {
 	w := start(t)
 	server, client, rc := pair(t)
-	woke := make(chan struct{}, 4)
-	if _, err := w.Add(rc, func() { woke <- struct{}{} }); err != nil {
+	woke := make(chan bool, 4)
+	if _, err := w.Add(rc, func(hup bool) { woke <- hup }); err != nil {
 		t.Fatal(err)
 	}
+	next := func(what string) bool {
+		t.Helper()
+		select {
+		case hup := <-woke:
+			return hup
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no wake: %s", what)
+			return false
+		}
+	}
 	client.Write([]byte("a"))
-	wait(t, woke, "first byte")
+	if next("first byte") {
+		t.Fatal("woken as hung up by data")
+	}
 	client.Write([]byte("b")) // not read: a new arrival calls again all the same
-	wait(t, woke, "second byte, the first unread")
+	if next("second byte, the first unread") {
+		t.Fatal("woken as hung up by data")
+	}
 	buf := make([]byte, 2)
 	if n, err := server.Read(buf); err != nil || n != 2 {
 		t.Fatalf("read %d, %v", n, err)
 	}
 	client.Close()
-	wait(t, woke, "hang-up")
+	if !next("hang-up") {
+		t.Fatal("the hang-up's wake does not say so")
+	}
 }
 
 func TestRemovedNotCalled(t *testing.T) {
@@ -82,11 +98,11 @@ func TestRemovedNotCalled(t *testing.T) {
 	_, c2, rc2 := pair(t)
 	called1 := make(chan struct{}, 1)
 	called2 := make(chan struct{}, 1)
-	k1, err := w.Add(rc1, func() { called1 <- struct{}{} })
+	k1, err := w.Add(rc1, func(bool) { called1 <- struct{}{} })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Add(rc2, func() { called2 <- struct{}{} }); err != nil {
+	if _, err := w.Add(rc2, func(bool) { called2 <- struct{}{} }); err != nil {
 		t.Fatal(err)
 	}
 	w.Remove(k1)
@@ -104,7 +120,7 @@ func TestAddClosedSocketFails(t *testing.T) {
 	w := start(t)
 	server, _, rc := pair(t)
 	server.Close()
-	if _, err := w.Add(rc, func() {}); err == nil {
+	if _, err := w.Add(rc, func(bool) {}); err == nil {
 		t.Fatal("adding a closed socket succeeded")
 	}
 	w.mu.Lock()
@@ -124,7 +140,7 @@ func TestManySockets(t *testing.T) {
 	for i := range clients {
 		_, c, rc := pair(t)
 		clients[i] = c
-		if _, err := w.Add(rc, wg.Done); err != nil {
+		if _, err := w.Add(rc, func(bool) { wg.Done() }); err != nil {
 			t.Fatal(err)
 		}
 	}
