@@ -85,7 +85,9 @@ type Config struct {
 	// set waits for all such sockets; a reader is found for it again when data arrives, its
 	// keep alive runs out or the server closes it. That saves the goroutine's stack (4-8
 	// KiB) and the buffer (0.5 KiB over TLS, 4 KiB over TCP) of every connection between
-	// its packets, at no measured CPU cost (docs/PERFORMANCE.md). WebSocket connections,
+	// its packets (about 5 KiB per idle TLS connection measured), at some CPU per wake
+	// (+11-15 % per message where every message arrives alone; docs/PERFORMANCE.md,
+	// session 7). True trades that memory back for the CPU. WebSocket connections,
 	// connections from a listener that runs TLS itself, and other systems keep readers.
 	KeepReaders bool
 	// WriteTimeout is how long a write to a client may block before it is disconnected.

@@ -80,54 +80,59 @@ func dormantServer(t *testing.T, useTLS bool) (*testServer, func(wrap func(net.C
 	}
 }
 
+// overTCPAndTLS runs f as two subtests, over plain TCP and over TLS.
+func overTCPAndTLS(t *testing.T, f func(t *testing.T, useTLS bool)) {
+	for _, useTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "tcp", true: "tls"}[useTLS], func(t *testing.T) { f(t, useTLS) })
+	}
+}
+
 func allDormant(t *testing.T, s *testServer, n int) {
 	t.Helper()
 	eventually(t, 10*time.Second, fmt.Sprintf("%d dormant connections", n), func() bool { return s.Dormant() == n })
 }
 
 func TestDormantConnectionsServeAndWake(t *testing.T) {
-	for _, useTLS := range []bool{false, true} {
-		t.Run(map[bool]string{false: "tcp", true: "tls"}[useTLS], func(t *testing.T) {
-			const devices = 40
-			v := packet.Version311
-			s, dial := dormantServer(t, useTLS)
-			base := runtime.NumGoroutine()
-			sub := dial(nil)
-			sub.connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: "dashboard"})
-			sub.ftSub(v, "d/#", 1)
-			devs := make([]*rawConn, devices)
-			for i := range devs {
-				devs[i] = dial(nil)
-				devs[i].connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: fmt.Sprintf("dev-%d", i)})
+	overTCPAndTLS(t, func(t *testing.T, useTLS bool) {
+		const devices = 40
+		v := packet.Version311
+		s, dial := dormantServer(t, useTLS)
+		base := runtime.NumGoroutine()
+		sub := dial(nil)
+		sub.connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: "dashboard"})
+		sub.ftSub(v, "d/#", 1)
+		devs := make([]*rawConn, devices)
+		for i := range devs {
+			devs[i] = dial(nil)
+			devs[i].connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: fmt.Sprintf("dev-%d", i)})
+		}
+		allDormant(t, s, devices+1)
+		// The point: 41 connections, no goroutine each (the test's clients have none).
+		if n := runtime.NumGoroutine(); n > base+10 {
+			t.Fatalf("%d goroutines with %d dormant connections, %d before them", n, devices+1, base)
+		}
+		// A dormant subscriber is written to; a dormant publisher wakes on its PUBLISH.
+		for round := range 2 {
+			for i, d := range devs {
+				d.ftPublish(v, &packet.Publish{QoS: 1, PacketID: uint16(round + 1), Topic: fmt.Sprintf("d/%d", i), Payload: []byte("72 bpm")})
 			}
-			allDormant(t, s, devices+1)
-			// The point: 41 connections, no goroutine each (the test's clients have none).
-			if n := runtime.NumGoroutine(); n > base+10 {
-				t.Fatalf("%d goroutines with %d dormant connections, %d before them", n, devices+1, base)
+			for _, d := range devs {
+				d.expect(fmt.Sprintf("40 02 00 %02x", round+1))
 			}
-			// A dormant subscriber is written to; a dormant publisher wakes on its PUBLISH.
-			for round := range 2 {
-				for i, d := range devs {
-					d.ftPublish(v, &packet.Publish{QoS: 1, PacketID: uint16(round + 1), Topic: fmt.Sprintf("d/%d", i), Payload: []byte("72 bpm")})
-				}
-				for _, d := range devs {
-					d.expect(fmt.Sprintf("40 02 00 %02x", round+1))
-				}
-				seen := map[string]bool{}
-				for range devs {
-					p := sub.ftReadPublish(v)
-					seen[p.Topic] = true
-					sub.write(packet.AppendAck(nil, &packet.Ack{Type: packet.PUBACK, PacketID: p.PacketID}, v))
-				}
-				if len(seen) != devices {
-					t.Fatalf("round %d: %d distinct topics delivered, want %d", round, len(seen), devices)
-				}
-				allDormant(t, s, devices+1) // and back to sleep
+			seen := map[string]bool{}
+			for range devs {
+				p := sub.ftReadPublish(v)
+				seen[p.Topic] = true
+				sub.write(packet.AppendAck(nil, &packet.Ack{Type: packet.PUBACK, PacketID: p.PacketID}, v))
 			}
-			sub.send("C0 00") // PINGREQ wakes it too
-			sub.expect("D0 00")
-		})
-	}
+			if len(seen) != devices {
+				t.Fatalf("round %d: %d distinct topics delivered, want %d", round, len(seen), devices)
+			}
+			allDormant(t, s, devices+1) // and back to sleep
+		}
+		sub.send("C0 00") // PINGREQ wakes it too
+		sub.expect("D0 00")
+	})
 }
 
 // TestDormantKeepAliveExpiry: a dormant client that sends nothing is disconnected at 1.5 ×
@@ -257,37 +262,35 @@ func TestKeepReaders(t *testing.T) {
 // wills go out. The read of the packet is short and leaves the end of the stream unread,
 // and the hang-up's wake finds the connection awake; it must not sleep through it.
 func TestDormantHangUpAfterData(t *testing.T) {
-	for _, useTLS := range []bool{false, true} {
-		t.Run(map[bool]string{false: "tcp", true: "tls"}[useTLS], func(t *testing.T) {
-			const devices = 40
-			v := packet.Version311
-			s, dial := dormantServer(t, useTLS)
-			watch := dial(nil)
-			watch.connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: "nurse"})
-			watch.ftSub(v, "will/#", 0)
-			devs := make([]*rawConn, devices)
-			for i := range devs {
-				devs[i] = dial(nil)
-				devs[i].connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: fmt.Sprintf("pump-%d", i),
-					HasWill: true, Will: packet.Will{Topic: fmt.Sprintf("will/%d", i), Payload: []byte("offline")}})
+	overTCPAndTLS(t, func(t *testing.T, useTLS bool) {
+		const devices = 40
+		v := packet.Version311
+		s, dial := dormantServer(t, useTLS)
+		watch := dial(nil)
+		watch.connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: "nurse"})
+		watch.ftSub(v, "will/#", 0)
+		devs := make([]*rawConn, devices)
+		for i := range devs {
+			devs[i] = dial(nil)
+			devs[i].connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: fmt.Sprintf("pump-%d", i),
+				HasWill: true, Will: packet.Will{Topic: fmt.Sprintf("will/%d", i), Payload: []byte("offline")}})
+		}
+		allDormant(t, s, devices+1)
+		for i, d := range devs {
+			d.write(packet.AppendPublish(nil, &packet.Publish{Topic: fmt.Sprintf("d/%d", i), Payload: []byte("72")}, v))
+			if tc, ok := d.nc.(*tls.Conn); ok {
+				tc.NetConn().Close() // abruptly: no close_notify
+			} else {
+				d.nc.Close()
 			}
-			allDormant(t, s, devices+1)
-			for i, d := range devs {
-				d.write(packet.AppendPublish(nil, &packet.Publish{Topic: fmt.Sprintf("d/%d", i), Payload: []byte("72")}, v))
-				if tc, ok := d.nc.(*tls.Conn); ok {
-					tc.NetConn().Close() // abruptly: no close_notify
-				} else {
-					d.nc.Close()
-				}
-			}
-			wills := map[string]bool{}
-			for range devs {
-				p := watch.ftReadPublish(v) // waits 2 s at most; the keep alive is 90
-				wills[p.Topic] = true
-			}
-			if len(wills) != devices {
-				t.Fatalf("%d distinct wills, want %d", len(wills), devices)
-			}
-		})
-	}
+		}
+		wills := map[string]bool{}
+		for range devs {
+			p := watch.ftReadPublish(v) // waits 2 s at most; the keep alive is 90
+			wills[p.Topic] = true
+		}
+		if len(wills) != devices {
+			t.Fatalf("%d distinct wills, want %d", len(wills), devices)
+		}
+	})
 }

@@ -13,9 +13,8 @@ import (
 // does not wait. It returns errWouldBlock at once when the last read left the socket
 // empty (it returned less than asked: what came since has been counted in arrivals, see
 // conn.sleep), and otherwise makes one read(2), returning errWouldBlock when there was
-// nothing. It sits under crypto/tls, so that a probe also
-// takes the records crypto/tls already holds (see conn.await). Writes and everything else
-// are the TCPConn's.
+// nothing. It sits under crypto/tls, so that a probe also takes the records crypto/tls
+// already holds (see conn.await). Writes and everything else are the TCPConn's.
 type sock struct {
 	*net.TCPConn
 	rc      syscall.RawConn
@@ -92,6 +91,12 @@ func (s *sock) Read(b []byte) (int, error) {
 // keeps what part of a record it has read.
 var errWouldBlock error = wouldBlock{}
 
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "nothing to read yet" }
+func (wouldBlock) Timeout() bool   { return true }
+func (wouldBlock) Temporary() bool { return true }
+
 // dataFirst is what the bufio.Reader of a dormant-capable connection reads: its net.Conn,
 // less an errWouldBlock that comes with data. crypto/tls returns a record's data with the
 // error of its look at a following alert record that arrived in part; bufio would keep
@@ -105,9 +110,3 @@ func (d *dataFirst) Read(b []byte) (int, error) {
 	}
 	return n, err
 }
-
-type wouldBlock struct{}
-
-func (wouldBlock) Error() string   { return "nothing to read yet" }
-func (wouldBlock) Timeout() bool   { return true }
-func (wouldBlock) Temporary() bool { return true }
