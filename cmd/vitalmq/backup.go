@@ -60,7 +60,7 @@ func checkpointOffline(stateDir, dest string) error {
 	if _, err := os.Stat(stateDir); err != nil {
 		return fmt.Errorf("no broker state in %s: %w", stateDir, err)
 	}
-	db, err := state.Open(stateDir, nil)
+	db, err := state.Open(stateDir, state.Config{})
 	if err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func restore(args []string, stdout, stderr io.Writer) error {
 	if err := copyTree(*from, tmp, func(string) bool { return true }); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	db, err := state.Open(filepath.Join(tmp, "state"), nil)
+	db, err := state.Open(filepath.Join(tmp, "state"), state.Config{})
 	if err == nil {
 		_, err = db.Load()
 		db.Close()

@@ -71,7 +71,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var persister broker.Persister
 	var db *state.DB
 	if f.Storage.Mode == "durable" {
-		db, err = state.Open(d.state(), log)
+		db, err = state.Open(d.state(), state.Config{Log: log, SyncInterval: f.Storage.SyncInterval.Duration})
 		if err != nil {
 			return fmt.Errorf("storage.data_dir: %w", err)
 		}

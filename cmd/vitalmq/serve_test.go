@@ -239,6 +239,7 @@ func TestServeRefusesBadConfig(t *testing.T) {
 		{"bad log level", "log_level = \"loud\"\n[[listener]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n", "log_level"},
 		{"client id limit below the spec's 23", "[broker]\nmax_client_id_length = 10\n[[listener]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n", "MaxClientIDLength"},
 		{"keep readers not a boolean", "[broker]\nkeep_readers = \"yes\"\n[[listener]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n", "keep_readers"},
+		{"sync interval too long", "[storage]\nsync_interval = \"2s\"\n[[listener]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n", "storage.sync_interval"},
 		{"crl without its ca", "[[listener]]\ntype = \"tls\"\naddress = \"127.0.0.1:0\"\nclient_crl = \"x.crl\"\n", "listener[0].client_crl"},
 		{"missing client ca", "[[listener]]\ntype = \"tls\"\naddress = \"127.0.0.1:0\"\nclient_ca = \"/nonexistent/ca.pem\"\n", "client_ca"},
 	} {

@@ -31,7 +31,7 @@ const (
 func durBenchQoS1(b *testing.B, durable bool) {
 	cfg := broker.Config{MaxQueuedMessages: 1 << 20, MaxQueuedBytes: 1 << 30, PublishRate: -1, PublishByteRate: -1}
 	if durable {
-		db, err := state.Open(b.TempDir(), nil)
+		db, err := state.Open(b.TempDir(), state.Config{})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -73,7 +73,7 @@ func (d *durServer) stop(t testing.TB) {
 // durOpen opens the state store in dir; it is closed at the end of the test (Close is idempotent).
 func durOpen(t testing.TB, dir string) *state.DB {
 	t.Helper()
-	db, err := state.Open(dir, nil)
+	db, err := state.Open(dir, state.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,7 +495,7 @@ func TestDurabilityQueueFullNotAcknowledged(t *testing.T) {
 func TestDurabilityLockedDataDir(t *testing.T) {
 	dir := t.TempDir()
 	durOpen(t, dir)
-	_, err := state.Open(dir, nil)
+	_, err := state.Open(dir, state.Config{})
 	if !errors.Is(err, state.ErrLocked) || !strings.Contains(err.Error(), dir) {
 		t.Fatalf("second Open = %v, want ErrLocked naming %s", err, dir)
 	}
@@ -755,7 +755,7 @@ func TestDurabilityDiskFull(t *testing.T) {
 		}
 	})
 	dir := filepath.Join(mnt, "state")
-	db, err := state.Open(dir, nil)
+	db, err := state.Open(dir, state.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

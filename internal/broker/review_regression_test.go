@@ -102,7 +102,7 @@ func TestReviewQoS2OverReceiveMaxLost(t *testing.T) {
 
 // PUBACKs must be sent in the order the PUBLISHes were received [MQTT-4.6.0-2].
 func TestReviewPubackOrder(t *testing.T) {
-	db, err := state.Open(t.TempDir(), nil)
+	db, err := state.Open(t.TempDir(), state.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

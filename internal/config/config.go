@@ -80,6 +80,10 @@ type Storage struct {
 	// Mode is "durable" (default: a QoS 1/2 message is acknowledged only once it is on disk,
 	// fsync'd with group commit) or "memory" (nothing survives a restart).
 	Mode string `toml:"mode"`
+	// SyncInterval (durable) is the least time between two fsyncs of the state: QoS 1/2
+	// publications stored meanwhile share the next one (see state.Config). Default 1ms;
+	// negative: none; at most 1s.
+	SyncInterval Duration `toml:"sync_interval"`
 }
 
 // Listener is one [[listener]] table.
@@ -166,6 +170,9 @@ func (f *File) Validate() error {
 	case "durable", "memory":
 	default:
 		errs = append(errs, fmt.Errorf("storage.mode: %q is not one of durable, memory", f.Storage.Mode))
+	}
+	if f.Storage.SyncInterval.Duration > time.Second {
+		errs = append(errs, fmt.Errorf("storage.sync_interval: %v is more than 1s: every durable acknowledgement would wait that long under load", f.Storage.SyncInterval.Duration))
 	}
 	if len(f.Listeners) == 0 {
 		errs = append(errs, errors.New("listener: at least one [[listener]] is required"))

@@ -16,7 +16,7 @@ import (
 
 func openT(t *testing.T, dir string) *DB {
 	t.Helper()
-	d, err := Open(dir, nil)
+	d, err := Open(dir, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestLocked(t *testing.T) {
 	dir := t.TempDir()
 	d := openT(t, dir)
 	defer d.Close()
-	_, err := Open(dir, nil)
+	_, err := Open(dir, Config{})
 	if !errors.Is(err, ErrLocked) {
 		t.Fatalf("second Open = %v, want ErrLocked", err)
 	}
@@ -264,5 +264,45 @@ func TestLazyCommit(t *testing.T) {
 	}
 	if got := snap.Sessions[0].Entries; len(got) != 1 || got[0].Seq != 2 {
 		t.Fatalf("entries %+v, want only seq 2", got)
+	}
+}
+
+// A change set committed right after a sync waits for Config.SyncInterval (shares the next
+// sync) instead of being synced at once. Only the lower bound is checked: how much later
+// it completes depends on the machine.
+func TestSyncInterval(t *testing.T) {
+	const interval = 400 * time.Millisecond
+	d, err := Open(t.TempDir(), Config{SyncInterval: interval})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	put := func(seq uint64) *session.ChangeSet {
+		e := session.Entry{Seq: seq, ID: uint16(seq), Delivery: session.Delivery{Msg: msg("dev/a/hr", "72", 1), QoS: 1}}
+		return &session.ChangeSet{Ops: []session.Op{{Kind: session.PutEntry, ClientID: "c", Entry: e}}}
+	}
+	type result struct {
+		waited time.Duration
+		err    error
+	}
+	second := make(chan result, 1)
+	d.Commit(put(1), func(err error) {
+		if err != nil {
+			second <- result{err: err}
+			return
+		}
+		start := time.Now() // just after the first sync: the second waits for the interval
+		d.Commit(put(2), func(err error) { second <- result{time.Since(start), err} })
+	})
+	select {
+	case r := <-second:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if r.waited < interval/2 {
+			t.Errorf("second commit durable %v after the first sync, want about %v (SyncInterval)", r.waited, interval)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("commits did not complete")
 	}
 }
