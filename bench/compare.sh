@@ -50,8 +50,9 @@ Environment:
   SCENARIOS="1p 1t 2 3 4 5 5r 5c 6 6c 7"   which scenarios, in this order
   BROKERS="mosquitto mochi vitalmq"  which brokers (vitalmq-durable is added where it applies)
   BASE=<git rev>  also run vitalmq built from that revision ("vitalmq-base", memory mode, right
-                  after vitalmq in every scenario): an A/B of a change in the same run, with a
-                  "vitalmq/base" ratio column; e.g. BASE=HEAD with uncommitted changes, or
+                  after vitalmq in every scenario, and "vitalmq-base-durable" after
+                  vitalmq-durable): an A/B of a change in the same run, with a "vitalmq/base"
+                  ratio column (durable in brackets); e.g. BASE=HEAD with uncommitted changes, or
                   BASE=HEAD~1. BROKERS=vitalmq BASE=... compares the two alone
   BROKER_CPU=0 TOOL_CPU=1           cores for the broker and the load tool
   SOURCES=200     source addresses for scenarios 5 and 6 (and, with SNAT, for every run);
@@ -223,9 +224,10 @@ def norm: if .error != null then {sc, target, rep} else
   | metrics($sc) | to_entries[] | .key as $i | .value as [$m, $name, $kind]
   | med($sc; "mosquitto"; $m) as $mq | med($sc; "mochi"; $m) as $mc
   | med($sc; "vitalmq"; $m) as $v | med($sc; "vitalmq-durable"; $m) as $vd | med($sc; "vitalmq-base"; $m) as $vb
+  | med($sc; "vitalmq-base-durable"; $m) as $vbd
   | (if $vd != null then " (durable \(ratio($vd; $mq)))" else "" end) as $dq
   | (if $vd != null then " (durable \(ratio($vd; $mc)))" else "" end) as $dc
-  | "| \(if $i == 0 then $lbl else "" end) | \($name) | \($mq | fmt($kind)) | \($mc | fmt($kind)) | \($v | fmt($kind)) | \($vd | fmt($kind)) | \(ratio($v; $mq))\($dq) | \(ratio($v; $mc))\($dc) |\(if $hasbase then " \($vb | fmt($kind)) | \(ratio($v; $vb)) |" else "" end)"
+  | "| \(if $i == 0 then $lbl else "" end) | \($name) | \($mq | fmt($kind)) | \($mc | fmt($kind)) | \($v | fmt($kind)) | \($vd | fmt($kind)) | \(ratio($v; $mq))\($dq) | \(ratio($v; $mc))\($dc) |\(if $hasbase then " \($vb | fmt($kind))\(if $vbd != null then " (durable \($vbd | fmt($kind)))" else "" end) | \(ratio($v; $vb))\(if $vbd != null then " (durable \(ratio($vd; $vbd)))" else "" end) |" else "" end)"
 ),
 ( [$runs[] | select(.rate == null)] | if length > 0 then
     "", "Failed runs (no result): " + (map("\(.sc)/\(.target)/rep \(.rep)") | join(", ")) else empty end )
@@ -373,7 +375,7 @@ ports_of() { # ports_of BROKER -> "plain tls mtls"
 	case $1 in
 	mosquitto) echo "$((PORT_BASE + 1)) $((PORT_BASE + 2)) $((PORT_BASE + 3))" ;;
 	mochi) echo "$((PORT_BASE + 11)) $((PORT_BASE + 12)) $((PORT_BASE + 13))" ;;
-	vitalmq | vitalmq-durable | vitalmq-base) echo "$((PORT_BASE + 21)) $((PORT_BASE + 22)) $((PORT_BASE + 23))" ;;
+	vitalmq | vitalmq-durable | vitalmq-base | vitalmq-base-durable) echo "$((PORT_BASE + 21)) $((PORT_BASE + 22)) $((PORT_BASE + 23))" ;;
 	esac
 }
 
@@ -417,10 +419,10 @@ EOF
 		taskset -c "$BROKER_CPU" "$BIN/mochi-bench" --tcp "127.0.0.1:$plain" --tls "127.0.0.1:$tls" \
 			--mtls "127.0.0.1:$mtls" --client-ca "$CA" --cert "$CERT" --key "$KEY" >>"$blog" 2>&1 &
 		;;
-	vitalmq | vitalmq-durable | vitalmq-base)
+	vitalmq | vitalmq-durable | vitalmq-base | vitalmq-base-durable)
 		local mode=memory bin=$BIN/vitalmq
-		[[ $b == vitalmq-base ]] && bin=$BIN/vitalmq-base
-		[[ $b == vitalmq-durable ]] && mode=durable
+		[[ $b == vitalmq-base* ]] && bin=$BIN/vitalmq-base
+		[[ $b == *-durable ]] && mode=durable
 		dir=$WORK/vitalmq-data
 		rm -rf "$dir"
 		cp -a "$INIT" "$dir" # the same CA and server certificate, and the admin user
@@ -497,7 +499,11 @@ brokers_for() { # brokers_for SCENARIO: the brokers, vitalmq-durable added where
 		out+=("$b")
 		if [[ $b == vitalmq ]]; then
 			[[ -z $BASE ]] || out+=(vitalmq-base)
-			case $1 in 2 | 4 | 6 | 6c | 7) out+=(vitalmq-durable) ;; esac
+			case $1 in 2 | 4 | 6 | 6c | 7)
+				out+=(vitalmq-durable)
+				[[ -z $BASE ]] || out+=(vitalmq-base-durable)
+				;;
+			esac
 		fi
 	done
 	echo "${out[@]}"
