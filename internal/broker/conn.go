@@ -157,17 +157,24 @@ func (c *conn) loop() error {
 		c.br = c.readers().get(c.in)
 	}
 	for {
+		read := false
 		if !c.wholePacketBuffered() {
 			c.flushDeferred() // the acknowledgements of what was read, before waiting for more
 			if err := c.await(); err != nil {
 				return c.readErr(err)
 			}
+			read = true
 		}
 		h, body, err := c.readPacket(c.s.cfg.MaxPacketSize)
 		if err != nil {
 			return c.readErr(err)
 		}
-		c.now = time.Now() // one clock read per packet: pacing, message times and routing use it
+		// When the packet was read, for pacing, message times and routing: one clock read
+		// per read from the network, as a packet already buffered came with those before
+		// it; and again after a publication waited for room (flow control: tx.until set).
+		if read || !c.tx.until.IsZero() || c.now.IsZero() {
+			c.now = time.Now()
+		}
 		c.rdl = time.Time{}
 		if err := c.handle(h, body); err != nil {
 			return err

@@ -121,6 +121,9 @@ func (s *Server) commit(tx *txn, done func(error)) {
 
 // release lets sessions send entries that are now durable.
 func (s *Server) release(ps []pending) {
+	if len(ps) == 0 {
+		return // no clock read where no session has entries to send
+	}
 	now := time.Now()
 	for _, p := range ps {
 		p.ss.mu.Lock()
