@@ -171,7 +171,8 @@ func (c *conn) loop() error {
 		}
 		// When the packet was read, for pacing, message times and routing: one clock read
 		// per read from the network, as a packet already buffered came with those before
-		// it; and again after a publication waited for room (flow control: tx.until set).
+		// it; again after a publication waited for room (flow control: tx.until set); and
+		// for the first packet, when it came in the read of the CONNECT.
 		if read || !c.tx.until.IsZero() || c.now.IsZero() {
 			c.now = time.Now()
 		}
