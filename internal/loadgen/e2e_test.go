@@ -6,8 +6,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,6 +173,72 @@ func TestConnsCountsBrokerClosures(t *testing.T) {
 	}
 	if res.Connected != 10 || res.Alive != 5 {
 		t.Fatalf("connected %d alive %d, want 10 and 5", res.Connected, res.Alive)
+	}
+}
+
+// TestPubSubPrimesPublishers: at QoS 1/2 every publisher makes a round trip (PINGREQ,
+// PINGRESP) before the clock starts, and nothing is published until all have. Against a
+// fake broker that never answers PINGREQ the run fails, having published nothing.
+func TestPubSubPrimesPublishers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type seen struct {
+		typ    packet.Type
+		client int // order of acceptance
+	}
+	got := make(chan seen, 64)
+	var conns sync.WaitGroup
+	go func() {
+		for i := 0; ; i++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Go(func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					h, err := packet.ReadHeader(r)
+					if err != nil {
+						return
+					}
+					body := make([]byte, h.Remaining)
+					if _, err := io.ReadFull(r, body); err != nil {
+						return
+					}
+					got <- seen{h.Type, i}
+					switch h.Type {
+					case packet.CONNECT:
+						c.Write(packet.AppendConnack(nil, &packet.Connack{}, packet.Version311))
+					case packet.SUBSCRIBE:
+						c.Write(packet.AppendSubAck(nil, &packet.SubAck{Type: packet.SUBACK,
+							PacketID: uint16(body[0])<<8 | uint16(body[1]), Reasons: []packet.ReasonCode{1}}, packet.Version311))
+					}
+				}
+			})
+		}
+	}()
+	_, err = RunPubSub(t.Context(), PubSubConfig{Target: Target{Addr: ln.Addr().String(), DialTimeout: 300 * time.Millisecond},
+		Publishers: 2, Subscribers: 1, QoS: 1, Warmup: 0, Duration: time.Second})
+	if err == nil || !strings.Contains(err.Error(), "no PINGRESP") {
+		t.Fatalf("RunPubSub: %v, want no PINGRESP", err)
+	}
+	conns.Wait() // the tool closed its connections: everything it sent has been read
+	pings := map[int]bool{}
+	for len(got) > 0 {
+		s := <-got
+		switch s.typ {
+		case packet.PUBLISH:
+			t.Errorf("client %d published before every publisher was primed", s.client)
+		case packet.PINGREQ:
+			pings[s.client] = true
+		}
+	}
+	if len(pings) != 2 {
+		t.Errorf("PINGREQ from %d connections, want the 2 publishers'", len(pings))
 	}
 }
 

@@ -188,6 +188,7 @@ type publisher struct {
 	nextID uint16               // last identifier handed out
 	mu     sync.Mutex           // c.wbuf and writes on c.nc
 	relbuf []byte               // PUBRELs waiting to be written (ack reader only)
+	primed chan struct{}        // QoS 1/2: closed by the ack reader at the priming PINGRESP
 
 	sent, sentWin, acked, ackFailed, unexpected atomic.Int64
 	err                                         error // why run stopped early
@@ -223,9 +224,33 @@ func (p *publisher) release(id uint16) bool {
 
 func (p *publisher) inUse(id uint16) bool { return p.inuse[id>>6].Load()&(1<<(id&63)) != 0 }
 
-// run publishes until stop is closed: paced by pacer when not nil, at most batch messages
-// per write, and within the window for QoS 1/2.
-func (p *publisher) run(stop <-chan struct{}, pacer *Pacer, batch int, ws, we int64) {
+// plan is when and how fast a publisher publishes, known once every publisher is primed.
+type plan struct {
+	pacer  *Pacer // nil: as fast as the window allows
+	batch  int    // messages per write, at most
+	ws, we int64  // the measured window, UnixNano
+}
+
+// run primes the connection (QoS 1/2: one PINGREQ, answered before the clock starts), then
+// publishes by the plan it receives until stop is closed: paced by the plan's pacer when
+// not nil, at most batch messages per write, and within the window for QoS 1/2.
+func (p *publisher) run(plans <-chan plan, stop <-chan struct{}) {
+	if p.primed != nil {
+		p.mu.Lock()
+		_, err := p.c.nc.Write(packet.AppendPing(nil, packet.PINGREQ))
+		p.mu.Unlock()
+		if err != nil {
+			p.err = err
+			return
+		}
+	}
+	var pl plan
+	select {
+	case pl = <-plans:
+	case <-stop:
+		return
+	}
+	pacer, batch, ws, we := pl.pacer, pl.batch, pl.ws, pl.we
 	var timer *time.Timer
 	for {
 		select {
@@ -308,6 +333,7 @@ func (p *publisher) send(n int, ws, we int64) error {
 // readAcks runs the QoS 1/2 flows on the publisher's side until the connection closes.
 func (p *publisher) readAcks() {
 	c := p.c
+	primed := p.primed
 	for {
 		if len(p.relbuf) > 0 && (!c.packetBuffered() || len(p.relbuf) > 16<<10) {
 			p.mu.Lock()
@@ -321,6 +347,10 @@ func (p *publisher) readAcks() {
 		h, body, err := c.next()
 		if err != nil {
 			return
+		}
+		if h.Type == packet.PINGRESP && primed != nil {
+			close(primed)
+			primed = nil
 		}
 		if len(body) < 2 {
 			continue
@@ -502,6 +532,44 @@ func RunPubSub(ctx context.Context, cfg PubSubConfig) (*PubSubResult, error) {
 			p.window = make(chan struct{}, inflight)
 			p.inuse = new([1024]atomic.Uint64)
 			p.inuse[0].Store(1) // identifier 0 is never used
+			p.primed = make(chan struct{})
+		}
+	}
+
+	// Prime the publishers before the clock starts: their goroutines start now, and at
+	// QoS 1/2 each makes one round trip (PINGREQ, PINGRESP). Started at the first
+	// publication instead, thousands of goroutines grow their stacks in the same second
+	// (scenario 6: 20,000, the tool's core saturated for over a second): the subscribers
+	// fall behind and the broker's queues fill, a burst made by the tool, not the broker.
+	stop := make(chan struct{})
+	var pubWG sync.WaitGroup
+	defer func() {
+		select {
+		case <-stop:
+		default: // returning early: the publishers waiting for their plan end
+			close(stop)
+			pubWG.Wait()
+		}
+	}()
+	plans := make(chan plan, len(pubs))
+	for _, p := range pubs {
+		if cfg.QoS > 0 {
+			wg.Go(p.readAcks)
+		}
+		pubWG.Go(func() { p.run(plans, stop) })
+	}
+	primeBy := time.NewTimer(cfg.DialTimeout)
+	defer primeBy.Stop()
+	for _, p := range pubs {
+		if p.primed == nil {
+			continue
+		}
+		select {
+		case <-p.primed:
+		case <-primeBy.C:
+			return nil, fmt.Errorf("publisher %d: no PINGRESP within %v", p.idx, cfg.DialTimeout)
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -518,12 +586,7 @@ func RunPubSub(ctx context.Context, cfg PubSubConfig) (*PubSubResult, error) {
 	}
 
 	sam := newSampler(cfg.BrokerPID)
-	stop := make(chan struct{})
-	var pubWG sync.WaitGroup
-	for i, p := range pubs {
-		if cfg.QoS > 0 {
-			wg.Go(p.readAcks)
-		}
+	for i := range pubs { // any publisher may take any plan: they differ only in when they start
 		var pacer *Pacer
 		batch := cfg.Batch
 		if cfg.Rate > 0 {
@@ -533,7 +596,7 @@ func RunPubSub(ctx context.Context, cfg PubSubConfig) (*PubSubResult, error) {
 			pacer = NewPacer(cfg.Rate, start, burst)
 			batch = min(batch, burst)
 		}
-		pubWG.Go(func() { p.run(stop, pacer, batch, ws.UnixNano(), we.UnixNano()) })
+		plans <- plan{pacer, batch, ws.UnixNano(), we.UnixNano()}
 	}
 
 	// Measure: broker CPU at the window's edges.
