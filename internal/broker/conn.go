@@ -61,8 +61,9 @@ type conn struct {
 	pubRate     *limiter.Bucket // publications per second; nil: unlimited
 	byteRate    *limiter.Bucket // published bytes per second; nil: unlimited
 
-	// decoded packets, reused; allocated on first use, so that connections that never
-	// publish (dashboards) or acknowledge (devices) do not carry them
+	// decoded packets, reused; taken from a pool on first use and given back while
+	// dormant, so that connections that never publish (dashboards) or acknowledge
+	// (devices), and idle ones, do not carry them
 	pub *packet.Publish
 	ack *packet.Ack
 	tx  txn       // scratch for the durable changes of the packet being handled
@@ -230,15 +231,23 @@ func (c *conn) await() error {
 // errDormant ends a reader goroutine whose connection went dormant.
 var errDormant = errors.New("reader released while the client is idle")
 
-// sleep makes the connection dormant: its read buffer goes back to a pool, and it reports
-// true: the reader goroutine (with its stack) ends, returning errDormant. resume starts a
-// new one when the Waiter sees data arrive, when the keep alive deadline passes (wakeTime)
-// or when the server closes the socket (closeSocket). It reports false, still awake, when
-// data arrived since the last read (its wake found the connection awake), the socket was
-// closed or the keep alive ran out meanwhile: read again.
+// sleep makes the connection dormant: its read buffer and decoded packets go back to
+// pools, and it reports true: the reader goroutine (with its stack) ends, returning
+// errDormant. resume starts a new one when the Waiter sees data arrive, when the keep alive
+// deadline passes (wakeTime) or when the server closes the socket (closeSocket). It reports
+// false, still awake, when data arrived since the last read (its wake found the connection
+// awake), the socket was closed or the keep alive ran out meanwhile: read again.
 func (c *conn) sleep() bool {
 	c.readers().put(c.br)
 	c.br = nil
+	if c.pub != nil {
+		publishes.Put(c.pub)
+		c.pub = nil
+	}
+	if c.ack != nil {
+		acks.Put(c.ack)
+		c.ack = nil
+	}
 	if cap(c.body) > 512 {
 		c.body = nil // a small one is kept: most packets fit, and it is not allocated again
 	}
@@ -329,6 +338,12 @@ type readerPool struct {
 // crypto/tls already reads whole records into its own buffer: a small one on top is enough;
 // plain TCP reads many packets per syscall.
 var tlsReaders, tcpReaders = readerPool{size: 512}, readerPool{size: 4096}
+
+// The decoded packets of awake connections (conn.pub, conn.ack).
+var (
+	publishes = sync.Pool{New: func() any { return new(packet.Publish) }}
+	acks      = sync.Pool{New: func() any { return new(packet.Ack) }}
+)
 
 func (c *conn) readers() *readerPool {
 	if _, ok := c.nc.(*tls.Conn); ok {

@@ -20,7 +20,7 @@ func (c *conn) handle(h packet.FixedHeader, body []byte) error {
 		return c.handlePublish(h, body)
 	case packet.PUBACK, packet.PUBREC, packet.PUBREL, packet.PUBCOMP:
 		if c.ack == nil {
-			c.ack = new(packet.Ack)
+			c.ack = acks.Get().(*packet.Ack)
 		}
 		if err := packet.DecodeAck(c.ack, h.Type, body, c.version); err != nil {
 			return err
@@ -52,7 +52,7 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 	c.pace(c.byteRate, h.Size(), c.s.cfg.PublishByteRate)
 	now := c.now
 	if c.pub == nil {
-		c.pub = new(packet.Publish)
+		c.pub = publishes.Get().(*packet.Publish)
 	}
 	p := c.pub
 	if err := packet.DecodePublish(p, h.Flags, body, c.version); err != nil {
