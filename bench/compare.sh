@@ -183,6 +183,7 @@ def norm: if .error != null then {sc, target, rep} else
      # no sample: nothing sent in the window was delivered (open-loop overload, a queue ahead)
      p50: (if .latency_us.count > 0 then .latency_us.p50 else null end),
      p99: (if .latency_us.count > 0 then .latency_us.p99 else null end), rss: (.broker.peak_rss_bytes / 1048576),
+     anon: (if .broker.peak_rss_anon_bytes then .broker.peak_rss_anon_bytes / 1048576 else null end),
      loss: (if .expected > 0 then .lost / .expected * 100 else null end),
      undel: (if .expected > 0 then .undelivered / .expected * 100 else null end),
      tool: .tool_cpu_s}
@@ -212,7 +213,8 @@ def norm: if .error != null then {sc, target, rep} else
        ["failed", "failed", "pct"]] + (if $sc == "5r" then [["resumed", "resumed", "pct"]] else [] end)
     else
       [["rate", "delivered msg/s", "num"], ["cpu", "broker CPU µs/msg", "num"], ["p50", "latency p50", "lat"],
-       ["p99", "latency p99", "lat"], ["rss", "peak RSS, MiB", "num"], ["loss", "dropped (sequence gaps)", "pct"],
+       ["p99", "latency p99", "lat"], ["rss", "peak RSS, MiB", "num"],
+       ["anon", "peak RSS less mapped files, MiB", "num"], ["loss", "dropped (sequence gaps)", "pct"],
        ["undel", "undelivered at end", "pct"]]
     end;
 (any(.[]; .target == "vitalmq-base")) as $hasbase

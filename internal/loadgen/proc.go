@@ -11,9 +11,10 @@ import (
 
 // ProcSample is what /proc says about a process at one moment.
 type ProcSample struct {
-	CPU time.Duration // user + system time of all its threads, live and exited
-	RSS int64         // VmRSS, bytes
-	HWM int64         // VmHWM: peak resident set since the process started, bytes
+	CPU     time.Duration // user + system time of all its threads, live and exited
+	RSS     int64         // VmRSS, bytes
+	RSSAnon int64         // RssAnon: VmRSS less the pages of mapped files (the executable's), bytes
+	HWM     int64         // VmHWM: peak resident set since the process started, bytes
 }
 
 // clockTicks is USER_HZ, the unit of utime/stime in /proc/<pid>/stat; 100 on every Linux
@@ -39,6 +40,7 @@ func readProcDir(dir string) (ProcSample, error) {
 		return s, err
 	}
 	s.RSS = statusKB(status, "VmRSS:") * 1024
+	s.RSSAnon = statusKB(status, "RssAnon:") * 1024
 	s.HWM = statusKB(status, "VmHWM:") * 1024
 	return s, nil
 }

@@ -113,7 +113,10 @@ type Broker struct {
 	CPUSeconds  float64 `json:"cpu_s"`                    // user + system CPU in the window
 	CPUPerMsgUs float64 `json:"cpu_us_per_msg,omitempty"` // CPUSeconds per delivered message (pubsub)
 	PeakRSS     int64   `json:"peak_rss_bytes"`           // highest VmRSS sampled (every 100 ms)
-	VmHWM       int64   `json:"vm_hwm_bytes"`             // VmHWM at the end: peak since the broker started
+	// PeakRSSAnon is the highest RssAnon sampled: the resident set less mapped files, i.e.
+	// without the executable's pages (about 21 MB of vitalmq's, 7.5 MB of Mosquitto's).
+	PeakRSSAnon int64 `json:"peak_rss_anon_bytes"`
+	VmHWM       int64 `json:"vm_hwm_bytes"` // VmHWM at the end: peak since the broker started
 }
 
 func (c *PubSubConfig) normalize() error {

@@ -12,7 +12,8 @@ type sampler struct {
 	stop  chan struct{}
 	done  chan struct{}
 	mu    sync.Mutex
-	peak  int64
+	peak  int64 // VmRSS
+	anon  int64 // RssAnon
 	marks []ProcSample
 	err   error
 }
@@ -53,6 +54,7 @@ func (s *sampler) sample() (ProcSample, bool) {
 		return p, false
 	}
 	s.peak = max(s.peak, p.RSS)
+	s.anon = max(s.anon, p.RSSAnon)
 	return p, true
 }
 
@@ -69,7 +71,7 @@ func (s *sampler) mark() {
 }
 
 // close stops sampling and reports CPU between the first and last marks, the peak VmRSS
-// and the final VmHWM. Nil without a pid.
+// and RssAnon, and the final VmHWM. Nil without a pid.
 func (s *sampler) close() (*Broker, error) {
 	if s.pid <= 0 {
 		return nil, nil
@@ -83,7 +85,7 @@ func (s *sampler) close() (*Broker, error) {
 	last, _ := s.sample()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b := &Broker{PID: s.pid, PeakRSS: s.peak, VmHWM: last.HWM}
+	b := &Broker{PID: s.pid, PeakRSS: s.peak, PeakRSSAnon: s.anon, VmHWM: last.HWM}
 	if n := len(s.marks); n >= 2 {
 		b.CPUSeconds = (s.marks[n-1].CPU - s.marks[0].CPU).Seconds()
 	}

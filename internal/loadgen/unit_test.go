@@ -90,8 +90,8 @@ func TestReadProcSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.CPU <= 0 || s.RSS <= 0 || s.HWM < s.RSS {
-		t.Fatalf("/proc/self: cpu %v rss %d hwm %d; want cpu > 0, rss > 0, hwm ≥ rss", s.CPU, s.RSS, s.HWM)
+	if s.CPU <= 0 || s.RSS <= 0 || s.HWM < s.RSS || s.RSSAnon <= 0 || s.RSSAnon >= s.RSS {
+		t.Fatalf("/proc/self: cpu %v rss %d (anonymous %d) hwm %d; want cpu > 0, 0 < anonymous < rss ≤ hwm", s.CPU, s.RSS, s.RSSAnon, s.HWM)
 	}
 	p, err := ReadProc(os.Getpid())
 	if err != nil || p.RSS <= 0 {
