@@ -311,3 +311,57 @@ func TestFtOrdering(t *testing.T) {
 		checkAlive(t, s.Addr)
 	})
 }
+
+// TestFtQoS0SharedEncoding: a QoS 0 delivery's bytes are encoded once per message,
+// protocol version and RETAIN flag, cached on the message and copied to every subscriber
+// that gets the same bytes. Every subscriber, 3.1.1 and 5.0, gets every message intact
+// and in order (1 byte to 9 KiB), with RETAIN 0; the retained one reaches later
+// subscribers of both versions with RETAIN 1, from another slot of the same cache.
+func TestFtQoS0SharedEncoding(t *testing.T) {
+	s := startServer(t, broker.Config{})
+	type sub struct {
+		c *rawConn
+		v byte
+	}
+	var subs []sub
+	for i, v := range []byte{packet.Version311, packet.Version5, packet.Version311, packet.Version5, packet.Version311} {
+		c, _ := ftDial(t, s.Addr, v, fmt.Sprintf("enc-sub-%d", i), nil)
+		c.ftSub(v, "enc/#", 0)
+		subs = append(subs, sub{c, v})
+	}
+	pub, _ := ftDial(t, s.Addr, packet.Version311, "enc-pub", nil)
+	payload := func(i int) []byte { // sizes 1 B … 9 KiB, each message's bytes its own
+		b := make([]byte, 1+i*i*4)
+		for j := range b {
+			b[j] = byte(i + j)
+		}
+		return b
+	}
+	const n = 48
+	for i := range n {
+		pub.ftPublish(packet.Version311, &packet.Publish{Topic: fmt.Sprintf("enc/%d", i%3), Payload: payload(i)})
+	}
+	for k, sb := range subs {
+		for i := range n {
+			p := sb.c.ftReadPublish(sb.v)
+			if want := fmt.Sprintf("enc/%d", i%3); p.Topic != want || p.QoS != 0 || p.Retain || !slices.Equal(p.Payload, payload(i)) {
+				t.Fatalf("subscriber %d, message %d: topic %q QoS %d retain %v, %d bytes; want %q, %d bytes",
+					k, i, p.Topic, p.QoS, p.Retain, len(p.Payload), want, len(payload(i)))
+			}
+		}
+	}
+	pub.ftPublish(packet.Version311, &packet.Publish{Topic: "enc/state", Payload: []byte("armed"), Retain: true})
+	for k, sb := range subs {
+		if p := sb.c.ftReadPublish(sb.v); string(p.Payload) != "armed" || p.Retain {
+			t.Fatalf("subscriber %d got %q retain %v, want armed, RETAIN 0 [MQTT-3.3.1-9]", k, p.Payload, p.Retain)
+		}
+	}
+	for _, v := range []byte{packet.Version5, packet.Version311} {
+		late, _ := ftDial(t, s.Addr, v, fmt.Sprintf("enc-late-%d", v), nil)
+		late.ftSub(v, "enc/state", 0)
+		if p := late.ftReadPublish(v); string(p.Payload) != "armed" || !p.Retain {
+			t.Fatalf("late %d subscriber got %q retain %v, want the retained message", v, p.Payload, p.Retain)
+		}
+	}
+	checkAlive(t, s.Addr)
+}
