@@ -240,11 +240,13 @@ var errDormant = errors.New("reader released while the client is idle")
 func (c *conn) sleep() bool {
 	c.readers().put(c.br)
 	c.br = nil
-	if c.pub != nil {
+	if c.pub != nil { // emptied: a pooled packet pins no topic, payload or properties
+		*c.pub = packet.Publish{}
 		publishes.Put(c.pub)
 		c.pub = nil
 	}
 	if c.ack != nil {
+		*c.ack = packet.Ack{}
 		acks.Put(c.ack)
 		c.ack = nil
 	}

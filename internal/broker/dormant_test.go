@@ -294,3 +294,32 @@ func TestDormantHangUpAfterData(t *testing.T) {
 		}
 	})
 }
+
+// TestDormantPooledPacketsCarryNothing: a dormant connection gives its decoded PUBLISH back
+// to a pool, and the next connection to publish takes it: that one's message carries none
+// of the first one's properties.
+func TestDormantPooledPacketsCarryNothing(t *testing.T) {
+	v := packet.Version5
+	s, dial := dormantServer(t, false)
+	sub := dial(nil)
+	sub.connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: "dash"})
+	sub.ftSub(v, "p/#", 0)
+	a, b := dial(nil), dial(nil)
+	a.connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: "dev-a"})
+	b.connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: "dev-b"})
+	allDormant(t, s, 3)
+	props := packet.Properties{ContentType: "application/json", CorrelationData: []byte("req-1"),
+		User: []packet.UserProperty{{Key: "patient", Value: "bed-4"}}}
+	props.Set(packet.PropContentType)
+	props.Set(packet.PropCorrelationData)
+	a.ftPublish(v, &packet.Publish{Topic: "p/a", Payload: []byte("spo2 97"), Props: props})
+	if p := sub.ftReadPublish(v); p.Topic != "p/a" || p.Props.ContentType != "application/json" || len(p.Props.User) != 1 {
+		t.Fatalf("first message: %q with %+v, want its properties", p.Topic, p.Props)
+	}
+	allDormant(t, s, 3) // dev-a's decoded PUBLISH is back in the pool
+	b.ftPublish(v, &packet.Publish{Topic: "p/b", Payload: []byte("hr 71")})
+	p := sub.ftReadPublish(v)
+	if p.Topic != "p/b" || string(p.Payload) != "hr 71" || p.Props.ContentType != "" || p.Props.CorrelationData != nil || len(p.Props.User) != 0 {
+		t.Fatalf("second message: %q %q with %+v, want no properties", p.Topic, p.Payload, p.Props)
+	}
+}
