@@ -312,11 +312,12 @@ func TestFtOrdering(t *testing.T) {
 	})
 }
 
-// TestFtQoS0SharedEncoding: a QoS 0 delivery's bytes are encoded once per message,
-// protocol version and RETAIN flag, cached on the message and copied to every subscriber
-// that gets the same bytes. Every subscriber, 3.1.1 and 5.0, gets every message intact
-// and in order (1 byte to 9 KiB), with RETAIN 0; the retained one reaches later
-// subscribers of both versions with RETAIN 1, from another slot of the same cache.
+// TestFtQoS0SharedEncoding: QoS 0 deliveries share one encoding per message, protocol
+// version and RETAIN flag (cached on the message). Asserted here is that each subscriber
+// gets the right one: 3.1.1 and 5.0 subscribers of the same messages get every message
+// intact and in order (1 byte to 9 KiB) with RETAIN 0, and the retained one reaches later
+// subscribers of both versions with RETAIN 1. A slot mixed up between versions or RETAIN
+// flags fails the decoding or the flag.
 func TestFtQoS0SharedEncoding(t *testing.T) {
 	s := startServer(t, broker.Config{})
 	type sub struct {
