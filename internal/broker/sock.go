@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
@@ -62,16 +63,14 @@ func (s *sock) Read(b []byte) (int, error) {
 	// Control, not Read: no deadline applies to a probe (the keep alive is conn.await's),
 	// and nothing waits, so a raw system call does (the scheduler need not know). Only the
 	// reader goroutine reads this socket.
-	var n uintptr
-	var errno syscall.Errno
+	r := rawReads.Get().(*rawRead)
+	r.b = b
 	s.seen = s.arrivals.Load()
-	if err := s.rc.Control(func(fd uintptr) {
-		for {
-			if n, _, errno = syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b))); errno != syscall.EINTR {
-				return
-			}
-		}
-	}); err != nil {
+	err := s.rc.Control(r.fn)
+	n, errno := r.n, r.errno
+	r.b = nil
+	rawReads.Put(r)
+	if err != nil {
 		return 0, err // closed
 	}
 	switch {
@@ -84,6 +83,29 @@ func (s *sock) Read(b []byte) (int, error) {
 	}
 	s.drained = int(n) < len(b)
 	return int(n), nil
+}
+
+// rawRead is a probe's read(2), run by RawConn.Control: its buffer and results. A closure
+// made at each probe would escape through Control and cost three allocations a message.
+type rawRead struct {
+	b     []byte
+	n     uintptr
+	errno syscall.Errno
+	fn    func(fd uintptr) // read, bound once
+}
+
+var rawReads = sync.Pool{New: func() any {
+	r := new(rawRead)
+	r.fn = r.read
+	return r
+}}
+
+func (r *rawRead) read(fd uintptr) {
+	for {
+		if r.n, _, r.errno = syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&r.b[0])), uintptr(len(r.b))); r.errno != syscall.EINTR {
+			return
+		}
+	}
 }
 
 // errWouldBlock is a probe's answer when the socket has nothing to read. crypto/tls keeps

@@ -41,3 +41,72 @@ func TestDataFirst(t *testing.T) {
 		t.Fatalf("read % x", b)
 	}
 }
+
+// TestSockProbe: a probe on a real socket returns what arrived, errWouldBlock when
+// nothing did (without waiting), io.EOF once the peer closed, and allocates nothing: it
+// runs for every message a dormant-capable connection reads.
+func TestSockProbe(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := newSock(nc.(*net.TCPConn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.probe = true
+	b := make([]byte, 8)
+	if n, err := s.Read(b); n != 0 || err != errWouldBlock {
+		t.Fatalf("empty socket: %d, %v; want errWouldBlock", n, err)
+	}
+	// Each round: the peer sends 4 bytes; the probe reads them (blocking reads would wait
+	// for the data, a probe may come first: read until it is there), then finds nothing.
+	round := func() {
+		if _, err := peer.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		s.probe = false // wait for the data, then probe what follows
+		if n, err := s.Read(b[:1]); n != 1 || err != nil {
+			t.Fatalf("blocking read: %d, %v", n, err)
+		}
+		s.probe = true
+		if n, err := s.Read(b); n != 3 || err != nil || string(b[:3]) != "ing" {
+			t.Fatalf("probe: %d %q, %v; want 3 \"ing\"", n, b[:n], err)
+		}
+		if n, err := s.Read(b); n != 0 || err != errWouldBlock {
+			t.Fatalf("probe after the data: %d, %v; want errWouldBlock", n, err)
+		}
+	}
+	round()
+	if allocs := testing.AllocsPerRun(50, func() {
+		s.drained = false // make each probe a read(2), not the short cut after a short read
+		if n, err := s.Read(b); n != 0 || err != errWouldBlock {
+			t.Fatalf("probe: %d, %v", n, err)
+		}
+	}); allocs != 0 {
+		t.Errorf("a probe allocates %.1f times; want none", allocs)
+	}
+	peer.Close()
+	s.drained = false
+	for {
+		n, err := s.Read(b)
+		if err == errWouldBlock {
+			continue // the FIN may not have arrived yet
+		}
+		if n != 0 || err != io.EOF {
+			t.Fatalf("after the peer closed: %d, %v; want io.EOF", n, err)
+		}
+		break
+	}
+}
