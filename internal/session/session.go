@@ -104,13 +104,37 @@ type State struct {
 	ClientID       string
 	Subs           map[string]Subscription // by filter
 	Inflight       []Entry                 // sent, not yet fully acknowledged, in send order
-	Queue          []Entry                 // waiting for the window or the client
+	Queue          []Entry                 // waiting for the window or the client; a window into qbuf
 	QueuedBytes    int
 	AwaitingRel    []uint16 // QoS 2 identifiers received from the client, awaiting PUBREL
 	ExpiryInterval uint32   // seconds; 0xFFFFFFFF never expires
 	lastID         uint16
 	lastSeq        uint64
 	used           map[uint16]struct{} // identifiers of Inflight and Queue
+	// qbuf is the array Queue was last allocated in (its full length). Next takes entries
+	// from Queue's front and push appends them at its back: push slides them back to the
+	// start rather than allocating, so a queue that keeps filling and draining (a busy
+	// subscriber's) does not allocate a new array every few messages.
+	qbuf []Entry
+}
+
+// keepQueue is the largest array (in entries, 80 bytes each) an emptied queue keeps.
+const keepQueue = 256
+
+// push appends e to the queue, reusing the front of qbuf that Next freed when the queue
+// reached the end of it and takes at most half of it.
+func (s *State) push(e Entry) {
+	n := len(s.Queue)
+	if n == cap(s.Queue) && n <= cap(s.qbuf)/2 && (n == 0 || &s.Queue[:cap(s.Queue)][n-1] == &s.qbuf[len(s.qbuf)-1]) {
+		copy(s.qbuf, s.Queue) // Queue ends where qbuf does and starts past its first half: no overlap
+		clear(s.Queue)
+		s.Queue = s.qbuf[:n]
+	}
+	grew := len(s.Queue) == cap(s.Queue)
+	s.Queue = append(s.Queue, e)
+	if grew {
+		s.qbuf = s.Queue[:cap(s.Queue)]
+	}
 }
 
 // New returns an empty session.
@@ -161,7 +185,7 @@ func (s *State) Enqueue(d Delivery, maxMsgs, maxBytes int) (Entry, bool) {
 	s.use(id)
 	s.lastSeq++
 	e := Entry{Seq: s.lastSeq, ID: id, Delivery: d}
-	s.Queue = append(s.Queue, e)
+	s.push(e)
 	s.QueuedBytes += size
 	return e, true
 }
@@ -176,7 +200,7 @@ func (s *State) Restore(e Entry, sent bool) {
 		s.Inflight = append(s.Inflight, e)
 		return
 	}
-	s.Queue = append(s.Queue, e)
+	s.push(e)
 	s.QueuedBytes += entrySize(&e.Delivery)
 }
 
@@ -208,6 +232,7 @@ func (s *State) Requeue(keep int) {
 	s.Inflight = in
 	if len(back) > 0 {
 		s.Queue = append(back, s.Queue...)
+		s.qbuf = s.Queue[:cap(s.Queue)]
 	}
 }
 
@@ -220,7 +245,12 @@ func (s *State) Next() (Entry, bool) {
 	s.Queue[0] = Entry{}
 	s.Queue = s.Queue[1:]
 	if len(s.Queue) == 0 {
-		s.Queue = nil // let the backing array go
+		s.Queue = nil // start again at the array's front, or let a large one go
+		if cap(s.qbuf) <= keepQueue {
+			s.Queue = s.qbuf[:0]
+		} else {
+			s.qbuf = nil
+		}
 	}
 	s.QueuedBytes -= entrySize(&e.Delivery)
 	s.Inflight = append(s.Inflight, e)
@@ -246,7 +276,10 @@ func (s *State) find(id uint16) int {
 
 func (s *State) remove(i int) Entry {
 	e := s.Inflight[i]
-	s.Inflight = append(s.Inflight[:i], s.Inflight[i+1:]...)
+	last := len(s.Inflight) - 1
+	copy(s.Inflight[i:], s.Inflight[i+1:])
+	s.Inflight[last] = Entry{} // the array stays: no message kept alive from its tail
+	s.Inflight = s.Inflight[:last]
 	delete(s.used, e.ID)
 	return e
 }
