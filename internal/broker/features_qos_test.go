@@ -3,6 +3,7 @@ package broker_test
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -362,6 +363,94 @@ func TestFtQoS0SharedEncoding(t *testing.T) {
 		late.ftSub(v, "enc/state", 0)
 		if p := late.ftReadPublish(v); string(p.Payload) != "armed" || !p.Retain {
 			t.Fatalf("late %d subscriber got %q retain %v, want the retained message", v, p.Payload, p.Retain)
+		}
+	}
+	checkAlive(t, s.Addr)
+}
+
+// TestFtWriteBuffersStayWithTheirConnection: connections write from pooled buffers, each
+// given back only once nothing refers to it. Eight publishers send to eight subscribers at
+// once, each pair on its own topic (even pairs QoS 0, odd QoS 1, with acknowledgements
+// both ways): every subscriber must get exactly its own messages, in order, and every
+// QoS 1 publisher its own PUBACKs. A buffer shared by two connections would mix them.
+func TestFtWriteBuffersStayWithTheirConnection(t *testing.T) {
+	s := startServer(t, broker.Config{})
+	const pairs, n = 8, 300
+	var subs, pubs [pairs]*rawConn
+	for k := range pairs {
+		subs[k], _ = ftDial(t, s.Addr, packet.Version5, fmt.Sprintf("wb-sub-%d", k), nil)
+		subs[k].ftSub(packet.Version5, fmt.Sprintf("wb/%d", k), 1)
+		pubs[k], _ = ftDial(t, s.Addr, packet.Version311, fmt.Sprintf("wb-pub-%d", k), nil)
+	}
+	payload := func(k, i int) []byte {
+		return fmt.Appendf(nil, "%d:%d:%s", k, i, strings.Repeat(string(rune('a'+k)), i%97))
+	}
+	split := func(b []byte) (byte, []byte) { // flags and body of a whole packet
+		i := 1
+		for b[i]&0x80 != 0 {
+			i++
+		}
+		return b[0] & 0x0f, b[i+1:]
+	}
+	errs := make(chan error, 2*pairs)
+	for k := range pairs {
+		qos := byte(k % 2)
+		go func() {
+			var b []byte
+			for i := range n {
+				p := packet.Publish{Topic: fmt.Sprintf("wb/%d", k), QoS: qos, Payload: payload(k, i)}
+				if qos == 1 {
+					p.PacketID = uint16(i + 1)
+				}
+				b = packet.AppendPublish(b, &p, packet.Version311)
+			}
+			pubs[k].nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := pubs[k].nc.Write(b); err != nil {
+				errs <- fmt.Errorf("publisher %d: %w", k, err)
+				return
+			}
+			for i := 0; qos == 1 && i < n; i++ {
+				pk, err := pubs[k].readPacket(10 * time.Second)
+				if err != nil {
+					errs <- fmt.Errorf("publisher %d, PUBACK %d: %w", k, i+1, err)
+					return
+				}
+				var a packet.Ack
+				if _, body := split(pk); packet.Type(pk[0]>>4) != packet.PUBACK || packet.DecodeAck(&a, packet.PUBACK, body, packet.Version311) != nil || a.PacketID != uint16(i+1) {
+					errs <- fmt.Errorf("publisher %d: got % x, want the PUBACK of %d", k, pk, i+1)
+					return
+				}
+			}
+			errs <- nil
+		}()
+		go func() {
+			for i := range n {
+				pk, err := subs[k].readPacket(10 * time.Second)
+				if err != nil {
+					errs <- fmt.Errorf("subscriber %d, message %d: %w", k, i, err)
+					return
+				}
+				var p packet.Publish
+				flags, body := split(pk)
+				if packet.Type(pk[0]>>4) != packet.PUBLISH || packet.DecodePublish(&p, flags, body, packet.Version5) != nil ||
+					p.Topic != fmt.Sprintf("wb/%d", k) || p.QoS != qos || !slices.Equal(p.Payload, payload(k, i)) {
+					errs <- fmt.Errorf("subscriber %d, message %d: got % x", k, i, pk)
+					return
+				}
+				if qos == 1 {
+					subs[k].nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+					if _, err := subs[k].nc.Write(packet.AppendAck(nil, &packet.Ack{Type: packet.PUBACK, PacketID: p.PacketID}, packet.Version5)); err != nil {
+						errs <- fmt.Errorf("subscriber %d: %w", k, err)
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 2 * pairs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
 	checkAlive(t, s.Addr)

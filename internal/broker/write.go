@@ -2,6 +2,7 @@ package broker
 
 import (
 	"math"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -19,6 +20,31 @@ func (c *conn) startWriter(connack []byte) {
 		c.pending = append(connack, c.pending...)
 	}
 	c.unlockFlush()
+}
+
+// writeBufSize is the size of a pooled write buffer: a burst of deliveries to a busy
+// subscriber, or a device's acknowledgements, fit in it.
+const writeBufSize = 2048
+
+// writeBufs holds write buffers between bursts: an idle connection keeps none, and a busy
+// one does not allocate (and grow) a new one for every burst it writes.
+var writeBufs = sync.Pool{New: func() any { return new([writeBufSize]byte) }}
+
+// out returns pending for appending to: a pooled buffer when there is none. Called with
+// outMu held, on the paths every message takes.
+func (c *conn) out() []byte {
+	if c.pending == nil {
+		c.pending = writeBufs.Get().(*[writeBufSize]byte)[:0]
+	}
+	return c.pending
+}
+
+// putWriteBuf gives a buffer from out back once it is written and nothing refers to it:
+// one that grew past the pool's size is left to the collector.
+func putWriteBuf(b []byte) {
+	if cap(b) == writeBufSize {
+		writeBufs.Put((*[writeBufSize]byte)(b[:writeBufSize]))
+	}
 }
 
 // unlockFlush releases outMu and, when there is something to write (or to close) and no
@@ -48,6 +74,8 @@ func (c *conn) flush() {
 	for {
 		c.outMu.Lock()
 		if len(c.pending) == 0 {
+			putWriteBuf(c.pending)
+			putWriteBuf(buf)
 			c.pending = nil
 			if c.closing.Load() { // flushing stays set: no second flusher while this one ends the write side
 				c.outMu.Unlock()
@@ -71,6 +99,8 @@ func (c *conn) flush() {
 		if cap(buf) > 64<<10 {
 			buf = nil // do not keep a burst's buffer
 		}
+		// buf is pending again at the next swap (or goes back to the pool): the socket's
+		// Write keeps no reference to it.
 	}
 }
 
@@ -131,7 +161,7 @@ func (c *conn) sendAck(a *packet.Ack) {
 func (c *conn) appendAckLocked(a *packet.Ack) {
 	if !c.closing.Load() {
 		n := len(c.pending)
-		c.pending = packet.AppendAck(c.pending, a, c.version)
+		c.pending = packet.AppendAck(c.out(), a, c.version)
 		c.fitLocked(n)
 	}
 }
@@ -176,6 +206,7 @@ func (c *conn) flushDeferred() {
 		c.endWriter()
 		return
 	}
+	putWriteBuf(buf)
 	c.outMu.Lock()
 	c.flushing = false
 	c.unlockFlush() // a flusher for what others added meanwhile
@@ -236,7 +267,7 @@ func (c *conn) sendPublish(d session.Delivery, id uint16, dup bool, now time.Tim
 			p.Props.Set(packet.PropTopicAlias)
 		}
 	}
-	c.pending = packet.AppendPublish(c.pending, &p, c.version)
+	c.pending = packet.AppendPublish(c.out(), &p, c.version)
 	c.unlockFlush()
 	if id == 0 {
 		c.s.stats.sent.Add(1)
@@ -283,7 +314,7 @@ func (c *conn) sendShared(d session.Delivery) bool {
 		c.s.stats.dropped.Add(1)
 		return false
 	}
-	c.pending = append(c.pending, b...)
+	c.pending = append(c.out(), b...)
 	c.unlockFlush()
 	c.s.stats.sent.Add(1)
 	return true
