@@ -3,6 +3,7 @@ package broker
 import (
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -39,13 +40,24 @@ func (c *conn) out() []byte {
 	return c.pending
 }
 
-// putWriteBuf gives a buffer from out back once it is written and nothing refers to it:
-// one that grew past the pool's size is left to the collector.
+// putWriteBuf gives a write buffer back once it is written and nothing refers to it: one
+// of the pool's size (from out, or grown to it); a larger one is left to the collector.
 func putWriteBuf(b []byte) {
 	if cap(b) == writeBufSize {
-		writeBufs.Put((*[writeBufSize]byte)(b[:writeBufSize]))
+		a := (*[writeBufSize]byte)(b[:writeBufSize])
+		if poisonWriteBufs.Load() {
+			for i := range a {
+				a[i] = 0xEE
+			}
+		}
+		writeBufs.Put(a)
 	}
 }
+
+// poisonWriteBufs (set in tests) fills a buffer given back with 0xEE: a connection still
+// writing from it sends garbage at once, not another client's bytes only when two happen
+// to overlap.
+var poisonWriteBufs atomic.Bool
 
 // unlockFlush releases outMu and, when there is something to write (or to close) and no
 // flusher runs, starts one. Producers append to pending under outMu and leave through here.

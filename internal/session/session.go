@@ -122,11 +122,14 @@ type State struct {
 const keepQueue = 256
 
 // push appends e to the queue, reusing the front of qbuf that Next freed when the queue
-// reached the end of it and takes at most half of it.
+// reached the end of it and takes at most half of it. A large array that the queue now
+// uses less than a quarter of is not reused: append moves the queue to a smaller one, so a
+// burst's array is not kept for good by a queue that never quite empties.
 func (s *State) push(e Entry) {
-	n := len(s.Queue)
-	if n == cap(s.Queue) && n <= cap(s.qbuf)/2 && (n == 0 || &s.Queue[:cap(s.Queue)][n-1] == &s.qbuf[len(s.qbuf)-1]) {
-		copy(s.qbuf, s.Queue) // Queue ends where qbuf does and starts past its first half: no overlap
+	n, size := len(s.Queue), cap(s.qbuf)
+	if n == cap(s.Queue) && n <= size/2 && (size <= keepQueue || n >= size/4) &&
+		(n == 0 || &s.Queue[:cap(s.Queue)][n-1] == &s.qbuf[len(s.qbuf)-1]) {
+		copy(s.qbuf, s.Queue) // Queue ends where qbuf does and starts at or past its middle: no overlap
 		clear(s.Queue)
 		s.Queue = s.qbuf[:n]
 	}

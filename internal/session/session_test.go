@@ -23,20 +23,28 @@ func seqs(es []Entry) []uint64 {
 func TestQueueOrderUnderChurn(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	msg := &Message{Topic: "t", Payload: []byte("12345")}
+	slid := 0
 	for round := range 20 {
 		s := New("c")
 		var queue, inflight []uint64 // the model
+		// A queue limit that the queue reaches, in some rounds, and deliveries that come
+		// about as fast as the window lets them go: the queue's front moves on through its
+		// array and reaches its end half empty, where push slides it back.
+		limit := 8 + r.IntN(600)
 		for range 2000 {
-			switch op := r.IntN(100); {
-			case op < 45: // a burst of deliveries
+			before := s.qbuf
+			off := len(s.Queue) > 0 && &s.Queue[0] != &s.qbuf[0] // the queue's front moved on
+			op := r.IntN(100)
+			switch {
+			case op < 40: // a burst of deliveries
 				for range 1 + r.IntN(8) {
-					e, ok := s.Enqueue(Delivery{Msg: msg, QoS: 1}, 1000, 1<<20)
+					e, ok := s.Enqueue(Delivery{Msg: msg, QoS: 1}, limit, 1<<20)
 					if !ok {
 						break
 					}
 					queue = append(queue, e.Seq)
 				}
-			case op < 75: // the window opens
+			case op < 72: // the window opens
 				for range 1 + r.IntN(8) {
 					e, ok := s.Next()
 					if !ok {
@@ -71,13 +79,22 @@ func TestQueueOrderUnderChurn(t *testing.T) {
 				queue = slices.DeleteFunc(queue, gone)
 				inflight = slices.DeleteFunc(inflight, gone)
 			}
+			if op < 40 && off && &s.Queue[0] == &before[0] && &s.qbuf[0] == &before[0] {
+				slid++ // push moved the queue back to the start of the same array
+			}
 			if !slices.Equal(seqs(s.Queue), queue) || !slices.Equal(seqs(s.Inflight), inflight) {
 				t.Fatalf("round %d: queue %v in flight %v; model %v, %v", round, seqs(s.Queue), seqs(s.Inflight), queue, inflight)
 			}
 			if want := len(queue) * entrySize(&Delivery{Msg: msg}); s.QueuedBytes != want {
 				t.Fatalf("round %d: QueuedBytes %d, want %d", round, s.QueuedBytes, want)
 			}
+			if in := s.Inflight[:cap(s.Inflight)]; len(in) > len(s.Inflight) && in[len(s.Inflight)].Delivery.Msg != nil {
+				t.Fatalf("round %d: the in-flight array keeps an entry past its end", round)
+			}
 		}
+	}
+	if slid < 50 {
+		t.Errorf("the queue slid back to its array's start %d times; the test needs it to, often", slid)
 	}
 }
 
@@ -138,8 +155,8 @@ func TestEmptiedQueueKeepsOnlyASmallArray(t *testing.T) {
 			}
 			s.Ack(s.Inflight[0].ID, packet.PUBACK)
 		}
-		if kept := cap(s.Queue) > 0; kept != tc.wantKept {
-			t.Errorf("after a burst of %d: array of %d entries kept; want kept %v", tc.burst, cap(s.Queue), tc.wantKept)
+		if kept := cap(s.Queue) > 0 || s.qbuf != nil; kept != tc.wantKept {
+			t.Errorf("after a burst of %d: array of %d entries kept; want kept %v", tc.burst, cap(s.qbuf), tc.wantKept)
 		}
 	}
 }
