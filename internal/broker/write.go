@@ -54,9 +54,9 @@ func putWriteBuf(b []byte) {
 	}
 }
 
-// poisonWriteBufs (set in tests) fills a buffer given back with 0xEE: a connection still
-// writing from it sends garbage at once, not another client's bytes only when two happen
-// to overlap.
+// poisonWriteBufs (set in tests) fills a buffer given back with 0xEE, so that one given
+// back while a connection still writes from it shows at once as garbage on the wire, not
+// only when another connection happens to reuse it meanwhile.
 var poisonWriteBufs atomic.Bool
 
 // unlockFlush releases outMu and, when there is something to write (or to close) and no
@@ -159,6 +159,10 @@ func (c *conn) queue(enc func([]byte) []byte) {
 func (c *conn) fitLocked(n int) {
 	if len(c.pending)-n > c.maxOut {
 		c.pending = c.pending[:n]
+		if n == 0 { // nothing to write: no buffer kept (nothing else refers to it)
+			putWriteBuf(c.pending)
+			c.pending = nil
+		}
 	}
 }
 
