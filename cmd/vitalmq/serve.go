@@ -150,9 +150,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	if os.Getenv("GOMEMLIMIT") == "" { // let the GC work harder before the budget is reached
-		debug.SetMemoryLimit(srv.Config().MemoryBudget)
-	}
+	tuneGC(b.GCPercent, srv.Config().MemoryBudget)
 	defer srv.Close()
 
 	var g errgroup.Group
@@ -301,4 +299,16 @@ Add a user (clinician app, integration):
   mosquitto_sub -h <this-host> -p 8883 --cafile %[2]s -u nurse-station -P <password> -i nurse-station:1 -t 'dev/#' -v
 
 `, d, ca, password)
+}
+
+// tuneGC sets the collector's heap growth (gc_percent) and its soft memory limit (the
+// memory budget: the collector works harder before the budget is reached), unless the
+// operator set Go's own GOGC or GOMEMLIMIT.
+func tuneGC(percent int, limit int64) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(percent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(limit)
+	}
 }

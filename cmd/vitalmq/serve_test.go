@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -239,6 +240,7 @@ func TestServeRefusesBadConfig(t *testing.T) {
 		{"bad log level", "log_level = \"loud\"\n[[listener]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n", "log_level"},
 		{"client id limit below the spec's 23", "[broker]\nmax_client_id_length = 10\n[[listener]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n", "MaxClientIDLength"},
 		{"keep readers not a boolean", "[broker]\nkeep_readers = \"yes\"\n[[listener]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n", "keep_readers"},
+		{"gc percent below 10", "[broker]\ngc_percent = 5\n[[listener]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n", "broker.gc_percent"},
 		{"sync interval too long", "[storage]\nsync_interval = \"2s\"\n[[listener]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n", "storage.sync_interval"},
 		{"crl without its ca", "[[listener]]\ntype = \"tls\"\naddress = \"127.0.0.1:0\"\nclient_crl = \"x.crl\"\n", "listener[0].client_crl"},
 		{"missing client ca", "[[listener]]\ntype = \"tls\"\naddress = \"127.0.0.1:0\"\nclient_ca = \"/nonexistent/ca.pem\"\n", "client_ca"},
@@ -279,5 +281,38 @@ func TestUsage(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"bogus"}, &out, &errb); err == nil || !strings.Contains(errb.String(), `unknown command "bogus"`) {
 		t.Fatalf("run(bogus) = %v; want unknown command", err)
+	}
+}
+
+// TestTuneGC: serve sets the collector's heap growth from gc_percent (Go's 100 unless set), and
+// leaves it to Go's GOGC when the operator set that.
+func TestTuneGC(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	f, err := config.Parse("test", []byte("[[listener]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Broker.GCPercent != config.DefaultGCPercent {
+		t.Fatalf("gc_percent unset: %d, want the default %d", f.Broker.GCPercent, config.DefaultGCPercent)
+	}
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
+	debug.SetGCPercent(55) // not the default: tuneGC must set it
+	tuneGC(f.Broker.GCPercent, 1<<30)
+	if got := debug.SetGCPercent(100); got != config.DefaultGCPercent {
+		t.Errorf("GC percent %d, want %d", got, config.DefaultGCPercent)
+	}
+	tuneGC(70, 1<<30)
+	if got := debug.SetGCPercent(100); got != 70 {
+		t.Errorf("gc_percent = 70: GC percent %d, want 70", got)
+	}
+	if got := debug.SetMemoryLimit(-1); got != 1<<30 {
+		t.Errorf("memory limit %d, want the budget %d", got, 1<<30)
+	}
+	t.Setenv("GOGC", "200") // the operator's choice: the runtime read it at start, serve keeps off
+	tuneGC(55, 1<<30)
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("with GOGC set, GC percent %d, want it left at 100", got)
 	}
 }

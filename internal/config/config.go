@@ -64,7 +64,15 @@ type Broker struct {
 	PublishByteRate      float64  `toml:"publish_byte_rate"`
 	SysInterval          Duration `toml:"sys_interval"`
 	MemoryBudget         int64    `toml:"memory_budget"`
+	GCPercent            int      `toml:"gc_percent"`
 }
+
+// DefaultGCPercent is the collector's heap growth between collections, in percent of the
+// live heap, unless gc_percent or Go's GOGC says otherwise: Go's own default. With 10,000
+// TLS devices (~90 MB live) it lets the heap reach ~180 MB; 70 keeps it to ~155 MB, but
+// at one core's worth of load it cost scenario 6 tail latency and, in one run of three,
+// messages dropped after flow control (docs/PERFORMANCE.md, session 11).
+const DefaultGCPercent = 100
 
 // TLS configures the built-in CA's server certificate.
 type TLS struct {
@@ -173,6 +181,12 @@ func (f *File) Validate() error {
 	}
 	if f.Storage.SyncInterval.Duration > time.Second {
 		errs = append(errs, fmt.Errorf("storage.sync_interval: %v is more than 1s: every durable acknowledgement would wait that long under load", f.Storage.SyncInterval.Duration))
+	}
+	switch g := f.Broker.GCPercent; {
+	case g == 0:
+		f.Broker.GCPercent = DefaultGCPercent
+	case g < 10 || g > 1000:
+		errs = append(errs, fmt.Errorf("broker.gc_percent: must be 10..1000 (percent of the live heap, as Go's GOGC), got %d", g))
 	}
 	if len(f.Listeners) == 0 {
 		errs = append(errs, errors.New("listener: at least one [[listener]] is required"))
