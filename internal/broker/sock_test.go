@@ -70,25 +70,22 @@ func TestSockProbe(t *testing.T) {
 	if n, err := s.Read(b); n != 0 || err != errWouldBlock {
 		t.Fatalf("empty socket: %d, %v; want errWouldBlock", n, err)
 	}
-	// Each round: the peer sends 4 bytes; the probe reads them (blocking reads would wait
-	// for the data, a probe may come first: read until it is there), then finds nothing.
-	round := func() {
-		if _, err := peer.Write([]byte("ping")); err != nil {
-			t.Fatal(err)
-		}
-		s.probe = false // wait for the data, then probe what follows
-		if n, err := s.Read(b[:1]); n != 1 || err != nil {
-			t.Fatalf("blocking read: %d, %v", n, err)
-		}
-		s.probe = true
-		if n, err := s.Read(b); n != 3 || err != nil || string(b[:3]) != "ing" {
-			t.Fatalf("probe: %d %q, %v; want 3 \"ing\"", n, b[:n], err)
-		}
-		if n, err := s.Read(b); n != 0 || err != errWouldBlock {
-			t.Fatalf("probe after the data: %d, %v; want errWouldBlock", n, err)
-		}
+	// The peer sends 4 bytes; a blocking read waits for the first (a probe could come
+	// before they arrive), then a probe takes the rest and the next one finds nothing.
+	if _, err := peer.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
 	}
-	round()
+	s.probe = false
+	if n, err := s.Read(b[:1]); n != 1 || err != nil {
+		t.Fatalf("blocking read: %d, %v", n, err)
+	}
+	s.probe = true
+	if n, err := s.Read(b); n != 3 || err != nil || string(b[:3]) != "ing" {
+		t.Fatalf("probe: %d %q, %v; want 3 \"ing\"", n, b[:n], err)
+	}
+	if n, err := s.Read(b); n != 0 || err != errWouldBlock {
+		t.Fatalf("probe after the data: %d, %v; want errWouldBlock", n, err)
+	}
 	if allocs := testing.AllocsPerRun(50, func() {
 		s.drained = false // make each probe a read(2), not the short cut after a short read
 		if n, err := s.Read(b); n != 0 || err != errWouldBlock {
