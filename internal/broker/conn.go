@@ -147,6 +147,7 @@ func (c *conn) open() error {
 		if err := tc.Handshake(); err != nil { // under the deadline above
 			return fmt.Errorf("tls handshake: %w", err)
 		}
+		releaseTLSBuffers(tc, 0) // grown to the ClientHello
 	}
 	c.br = c.readers().get(c.in)
 	return c.connect() // the write deadline is the flusher's from the CONNACK on
@@ -252,6 +253,9 @@ func (c *conn) sleep() bool {
 	}
 	if cap(c.body) > 512 {
 		c.body = nil // a small one is kept: most packets fit, and it is not allocated again
+	}
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		releaseTLSBuffers(tc, tlsKeepRaw) // grown by a large packet, or a key update's message
 	}
 	if c.wakeTime == nil {
 		c.wakeTime = time.AfterFunc(math.MaxInt64, c.resume)

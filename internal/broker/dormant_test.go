@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -327,5 +328,55 @@ func TestDormantPooledPacketsCarryNothing(t *testing.T) {
 			t.Fatalf("round %d, second message: %q %q with %+v, want no properties", round, p.Topic, p.Payload, p.Props)
 		}
 		allDormant(t, s, 3)
+	}
+}
+
+// TestDormantTLSGivesBackHandshakeBuffers: crypto/tls keeps the buffers its handshake grew
+// to the ClientHello (1.5 KB and more with Go's post-quantum key share) for a connection's
+// life; a dormant TLS connection holds none of them, and a raw-record buffer that a large
+// publication grew goes back when the connection next goes dormant. The connections work
+// on after each release: small and large messages, both ways.
+func TestDormantTLSGivesBackHandshakeBuffers(t *testing.T) {
+	if !broker.TLSBuffersFound() {
+		t.Fatal("crypto/tls's Conn has no rawInput and hand bytes.Buffer and input bytes.Reader fields in this Go: update tlsbuf.go")
+	}
+	const devices, keep = 8, 576 // keep: tlsKeepRaw
+	v := packet.Version311
+	s, dial := dormantServer(t, true)
+	sub := dial(nil)
+	sub.connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: "dashboard"})
+	sub.ftSub(v, "d/#", 0)
+	devs := make([]*rawConn, devices)
+	for i := range devs {
+		devs[i] = dial(nil)
+		devs[i].connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: fmt.Sprintf("ecg-%d", i)})
+	}
+	check := func(when string) {
+		t.Helper()
+		allDormant(t, s, devices+1)
+		hand, raw := s.TLSReadBuffers()
+		if len(hand) != devices+1 {
+			t.Fatalf("%s: %d dormant TLS connections, want %d", when, len(hand), devices+1)
+		}
+		for i := range hand {
+			if hand[i] != 0 || raw[i] > keep {
+				t.Fatalf("%s: a dormant connection keeps %d bytes of handshake buffer and %d of raw-record buffer, want 0 and at most %d", when, hand[i], raw[i], keep)
+			}
+		}
+	}
+	check("after CONNECT")
+	big := make([]byte, 40<<10) // three TLS records
+	for i := range big {
+		big[i] = byte(i)
+	}
+	for round, payload := range [][]byte{[]byte("72 bpm"), big, []byte("71 bpm")} {
+		for i, d := range devs {
+			d.ftPublish(v, &packet.Publish{Topic: fmt.Sprintf("d/%d", i), Payload: payload})
+			p := sub.ftReadPublish(v)
+			if p.Topic != fmt.Sprintf("d/%d", i) || !bytes.Equal(p.Payload, payload) {
+				t.Fatalf("round %d: got %q with %d bytes, want d/%d with %d", round, p.Topic, len(p.Payload), i, len(payload))
+			}
+		}
+		check(fmt.Sprintf("after round %d (%d-byte messages)", round, len(payload)))
 	}
 }

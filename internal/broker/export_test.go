@@ -1,5 +1,11 @@
 package broker
 
+import (
+	"bytes"
+	"crypto/tls"
+	"unsafe"
+)
+
 // Scheduled is the number of offline sessions the janitor has a deadline for.
 func (s *Server) Scheduled() int {
 	s.mu.Lock()
@@ -29,3 +35,26 @@ func (s *Server) Wakes() int64 { return s.stats.wakes.Load() }
 // Every test of this package runs with write buffers poisoned when given back: a buffer
 // given back while still in use shows as garbage on the wire.
 func init() { poisonWriteBufs.Store(true) }
+
+// TLSBuffersFound reports whether releaseTLSBuffers found its fields in this Go's tls.Conn.
+func TLSBuffersFound() bool { return tlsBufs.ok }
+
+// TLSReadBuffers returns the capacities of crypto/tls's handshake-message and raw-record
+// buffers of each dormant TLS connection (an awake one's reader owns them). It takes each
+// one as resume would, and puts it back dormant: a wake meanwhile would be lost, so the
+// test must send nothing while it runs.
+func (s *Server) TLSReadBuffers() (hand, raw []int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		tc, ok := c.nc.(*tls.Conn)
+		if !ok || !c.dormant.CompareAndSwap(true, false) {
+			continue
+		}
+		p := unsafe.Pointer(tc)
+		hand = append(hand, (*bytes.Buffer)(unsafe.Add(p, tlsBufs.hand)).Cap())
+		raw = append(raw, (*bytes.Buffer)(unsafe.Add(p, tlsBufs.rawInput)).Cap())
+		c.dormant.Store(true)
+	}
+	return hand, raw
+}
