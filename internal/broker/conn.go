@@ -43,6 +43,8 @@ type conn struct {
 	dormant  atomic.Bool
 	shut     atomic.Bool // closeSocket closed the socket
 	wakeTime *time.Timer // resumes a dormant connection when its keep alive runs out
+	// tlsSettled: the raw-record buffer the TLS handshake grew is gone (see releaseTLSBuffers)
+	tlsSettled bool
 
 	version    byte
 	keepAlive  time.Duration
@@ -147,7 +149,7 @@ func (c *conn) open() error {
 		if err := tc.Handshake(); err != nil { // under the deadline above
 			return fmt.Errorf("tls handshake: %w", err)
 		}
-		releaseTLSBuffers(tc, 0) // grown to the ClientHello
+		c.tlsSettled = releaseTLSBuffers(tc, 0) // grown to the ClientHello
 	}
 	c.br = c.readers().get(c.in)
 	return c.connect() // the write deadline is the flusher's from the CONNACK on
@@ -255,7 +257,11 @@ func (c *conn) sleep() bool {
 		c.body = nil // a small one is kept: most packets fit, and it is not allocated again
 	}
 	if tc, ok := c.nc.(*tls.Conn); ok {
-		releaseTLSBuffers(tc, tlsKeepRaw) // grown by a large packet, or a key update's message
+		if c.tlsSettled {
+			releaseTLSBuffers(tc, tlsKeepBusy) // grown by a large packet, or a key update's message
+		} else {
+			c.tlsSettled = releaseTLSBuffers(tc, tlsKeepRaw) // the handshake's, when open could not
+		}
 	}
 	if c.wakeTime == nil {
 		c.wakeTime = time.AfterFunc(math.MaxInt64, c.resume)

@@ -333,14 +333,14 @@ func TestDormantPooledPacketsCarryNothing(t *testing.T) {
 
 // TestDormantTLSGivesBackHandshakeBuffers: crypto/tls keeps the buffers its handshake grew
 // to the ClientHello (1.5 KB and more with Go's post-quantum key share) for a connection's
-// life; a dormant TLS connection holds none of them, and a raw-record buffer that a large
-// publication grew goes back when the connection next goes dormant. The connections work
-// on after each release: small and large messages, both ways.
+// life; a dormant TLS connection holds none of them. After that it keeps a raw-record buffer
+// its messages need, up to 2 KiB (not growing one again at every wake), and gives back one a
+// large message grew. The connections work on after each release.
 func TestDormantTLSGivesBackHandshakeBuffers(t *testing.T) {
 	if !broker.TLSBuffersFound() {
 		t.Fatal("crypto/tls's Conn has no rawInput and hand bytes.Buffer and input bytes.Reader fields in this Go: update tlsbuf.go")
 	}
-	const devices, keep = 8, 576 // keep: tlsKeepRaw
+	const devices, small, busy = 8, 576, 2048 // tlsKeepRaw, tlsKeepBusy
 	v := packet.Version311
 	s, dial := dormantServer(t, true)
 	sub := dial(nil)
@@ -351,32 +351,47 @@ func TestDormantTLSGivesBackHandshakeBuffers(t *testing.T) {
 		devs[i] = dial(nil)
 		devs[i].connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: fmt.Sprintf("ecg-%d", i)})
 	}
-	check := func(when string) {
+	// check: every dormant connection has no handshake-message buffer, and a raw-record
+	// buffer of at most most bytes; a device's, of more than least.
+	check := func(when string, least, most int) {
 		t.Helper()
 		allDormant(t, s, devices+1)
-		hand, raw := s.TLSReadBuffers()
-		if len(hand) != devices+1 {
-			t.Fatalf("%s: %d dormant TLS connections, want %d", when, len(hand), devices+1)
+		bufs := s.TLSReadBuffers()
+		if len(bufs) != devices+1 {
+			t.Fatalf("%s: %d dormant TLS connections, want %d", when, len(bufs), devices+1)
 		}
-		for i := range hand {
-			if hand[i] != 0 || raw[i] > keep {
-				t.Fatalf("%s: a dormant connection keeps %d bytes of handshake buffer and %d of raw-record buffer, want 0 and at most %d", when, hand[i], raw[i], keep)
+		for id, b := range bufs {
+			if b[0] != 0 || b[1] > most || id != "dashboard" && b[1] <= least {
+				t.Fatalf("%s: %s keeps %d bytes of handshake buffer and %d of raw-record buffer, want 0 and %d < raw ≤ %d", when, id, b[0], b[1], least, most)
 			}
 		}
 	}
-	check("after CONNECT")
-	big := make([]byte, 40<<10) // three TLS records
-	for i := range big {
-		big[i] = byte(i)
+	check("after CONNECT", -1, small)
+	payload := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i)
+		}
+		return b
 	}
-	for round, payload := range [][]byte{[]byte("72 bpm"), big, []byte("71 bpm")} {
+	rounds := []struct {
+		payload     []byte
+		least, most int
+	}{
+		{[]byte("72 bpm"), -1, small},
+		{payload(1 << 10), small, busy}, // grown, and kept
+		{[]byte("71 bpm"), small, busy}, // still kept
+		{payload(40 << 10), -1, busy},   // three records: grown, and given back
+		{[]byte("70 bpm"), -1, small},
+	}
+	for round, r := range rounds {
 		for i, d := range devs {
-			d.ftPublish(v, &packet.Publish{Topic: fmt.Sprintf("d/%d", i), Payload: payload})
+			d.ftPublish(v, &packet.Publish{Topic: fmt.Sprintf("d/%d", i), Payload: r.payload})
 			p := sub.ftReadPublish(v)
-			if p.Topic != fmt.Sprintf("d/%d", i) || !bytes.Equal(p.Payload, payload) {
-				t.Fatalf("round %d: got %q with %d bytes, want d/%d with %d", round, p.Topic, len(p.Payload), i, len(payload))
+			if p.Topic != fmt.Sprintf("d/%d", i) || !bytes.Equal(p.Payload, r.payload) {
+				t.Fatalf("round %d: got %q with %d bytes, want d/%d with %d", round, p.Topic, len(p.Payload), i, len(r.payload))
 			}
 		}
-		check(fmt.Sprintf("after round %d (%d-byte messages)", round, len(payload)))
+		check(fmt.Sprintf("after round %d (%d-byte messages)", round, len(r.payload)), r.least, r.most)
 	}
 }

@@ -40,21 +40,21 @@ func init() { poisonWriteBufs.Store(true) }
 func TLSBuffersFound() bool { return tlsBufs.ok }
 
 // TLSReadBuffers returns the capacities of crypto/tls's handshake-message and raw-record
-// buffers of each dormant TLS connection (an awake one's reader owns them). It takes each
-// one as resume would, and puts it back dormant: a wake meanwhile would be lost, so the
-// test must send nothing while it runs.
-func (s *Server) TLSReadBuffers() (hand, raw []int) {
+// buffers of each dormant TLS connection, by client id (an awake one's reader owns them).
+// It takes each one as resume would, and puts it back dormant: a wake meanwhile would be
+// lost, so the test must send nothing while it runs.
+func (s *Server) TLSReadBuffers() map[string][2]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	bufs := map[string][2]int{}
 	for c := range s.conns {
 		tc, ok := c.nc.(*tls.Conn)
 		if !ok || !c.dormant.CompareAndSwap(true, false) {
 			continue
 		}
 		p := unsafe.Pointer(tc)
-		hand = append(hand, (*bytes.Buffer)(unsafe.Add(p, tlsBufs.hand)).Cap())
-		raw = append(raw, (*bytes.Buffer)(unsafe.Add(p, tlsBufs.rawInput)).Cap())
+		bufs[c.client.ClientID] = [2]int{(*bytes.Buffer)(unsafe.Add(p, tlsBufs.hand)).Cap(), (*bytes.Buffer)(unsafe.Add(p, tlsBufs.rawInput)).Cap()}
 		c.dormant.Store(true)
 	}
-	return hand, raw
+	return bufs
 }

@@ -37,19 +37,25 @@ func findTLSBufs() tlsBufFields {
 	return tlsBufFields{ok: ok1 && ok2 && ok3, rawInput: raw, input: in, hand: hand}
 }
 
-// tlsKeepRaw is the raw-record buffer kept by a connection that goes dormant: what the
-// first record after the handshake grows it to (a 5-byte header plus bytes.MinRead, in
-// the 576-byte size class), enough for a device's small publications without allocating
-// again at each wake.
-const tlsKeepRaw = 576
+// A dormant connection keeps a raw-record buffer of at most tlsKeepRaw bytes until the one
+// the handshake grew is gone (what the first record after it grows an empty buffer to: a
+// 5-byte header plus bytes.MinRead, the 576-byte size class, enough for a device's small
+// publications), and of at most tlsKeepBusy bytes after that: a device whose messages need
+// a larger one (up to about 1.4 KB) keeps it rather than growing it again at every wake,
+// and one a large message grew is given back.
+const (
+	tlsKeepRaw  = 576
+	tlsKeepBusy = 2048
+)
 
 // releaseTLSBuffers gives back tc's empty handshake-message buffer, and its raw-record
-// buffer when that holds no data and has more than keep bytes. It must only run on the
-// goroutine that reads tc, between reads, after the handshake: crypto/tls touches these
-// buffers only in Read and Handshake (under its input lock, which this does not take).
-func releaseTLSBuffers(tc *tls.Conn, keep int) {
+// buffer when that holds no data and has more than keep bytes. It reports whether the
+// raw-record buffer now has at most tlsKeepRaw bytes. It must only run on the goroutine
+// that reads tc, between reads, after the handshake: crypto/tls touches these buffers only
+// in Read and Handshake (under its input lock, which this does not take).
+func releaseTLSBuffers(tc *tls.Conn, keep int) bool {
 	if !tlsBufs.ok {
-		return
+		return true // nothing to do, ever
 	}
 	p := unsafe.Pointer(tc)
 	if hand := (*bytes.Buffer)(unsafe.Add(p, tlsBufs.hand)); hand.Len() == 0 && hand.Cap() > 0 {
@@ -61,4 +67,5 @@ func releaseTLSBuffers(tc *tls.Conn, keep int) {
 		*raw = bytes.Buffer{}
 		in.Reset(nil) // it points into the array just dropped
 	}
+	return raw.Cap() <= tlsKeepRaw
 }
