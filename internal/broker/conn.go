@@ -43,7 +43,8 @@ type conn struct {
 	dormant  atomic.Bool
 	shut     atomic.Bool // closeSocket closed the socket
 	wakeTime *time.Timer // resumes a dormant connection when its keep alive runs out
-	// tlsSettled: the raw-record buffer the TLS handshake grew is gone (see releaseTLSBuffers)
+	// tlsSettled: a dormancy found the raw-record buffer at most tlsKeepRaw bytes (the one
+	// the TLS handshake or CONNECT grew is gone), or there is nothing to release
 	tlsSettled bool
 
 	version    byte
@@ -149,7 +150,7 @@ func (c *conn) open() error {
 		if err := tc.Handshake(); err != nil { // under the deadline above
 			return fmt.Errorf("tls handshake: %w", err)
 		}
-		c.tlsSettled = releaseTLSBuffers(tc, 0) // grown to the ClientHello
+		releaseTLSBuffers(tc, 0) // grown to the ClientHello (the first dormancy settles the rest)
 	}
 	c.br = c.readers().get(c.in)
 	return c.connect() // the write deadline is the flusher's from the CONNACK on
@@ -258,9 +259,9 @@ func (c *conn) sleep() bool {
 	}
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		if c.tlsSettled {
-			releaseTLSBuffers(tc, tlsKeepBusy) // grown by a large packet, or a key update's message
+			releaseTLSBuffers(tc, tlsKeepBusy) // grown by a large packet
 		} else {
-			c.tlsSettled = releaseTLSBuffers(tc, tlsKeepRaw) // the handshake's, when open could not
+			c.tlsSettled = releaseTLSBuffers(tc, tlsKeepRaw) // the handshake's or CONNECT's
 		}
 	}
 	if c.wakeTime == nil {

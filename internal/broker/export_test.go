@@ -36,8 +36,11 @@ func (s *Server) Wakes() int64 { return s.stats.wakes.Load() }
 // given back while still in use shows as garbage on the wire.
 func init() { poisonWriteBufs.Store(true) }
 
-// TLSBuffersFound reports whether releaseTLSBuffers found its fields in this Go's tls.Conn.
+// TLSBuffersFound reports whether releaseTLSBuffers works with this Go's crypto/tls; the
+// raw-record buffers dormant connections keep, until and after the handshake's is gone.
 func TLSBuffersFound() bool { return tlsBufs.ok }
+
+const TLSKeepRaw, TLSKeepBusy = tlsKeepRaw, tlsKeepBusy
 
 // TLSReadBuffers returns the capacities of crypto/tls's handshake-message and raw-record
 // buffers of each dormant TLS connection, by client id (an awake one's reader owns them).
