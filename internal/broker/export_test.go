@@ -36,10 +36,11 @@ func (s *Server) Wakes() int64 { return s.stats.wakes.Load() }
 // given back while still in use shows as garbage on the wire.
 func init() { poisonWriteBufs.Store(true) }
 
-// TLSBuffersFound reports whether releaseTLSBuffers works with this Go's crypto/tls; the
-// raw-record buffers dormant connections keep, until and after the handshake's is gone.
+// TLSBuffersFound reports whether releaseTLSBuffers works with this Go's crypto/tls.
 func TLSBuffersFound() bool { return tlsBufs.ok }
 
+// The largest raw-record buffers dormant TLS connections keep: until the handshake's is
+// gone, and after.
 const TLSKeepRaw, TLSKeepBusy = tlsKeepRaw, tlsKeepBusy
 
 // TLSReadBuffers returns the capacities of crypto/tls's handshake-message and raw-record
