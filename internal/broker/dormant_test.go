@@ -90,6 +90,21 @@ func overTCPAndTLS(t *testing.T, f func(t *testing.T, useTLS bool)) {
 	}
 }
 
+// dialDevices connects n clients over dial, each with a clean start, keep alive 60 and the
+// client id fmt.Sprintf(id, i); will, when not nil, gives client i's will.
+func dialDevices(dial func(func(net.Conn) net.Conn) *rawConn, v byte, n int, id string, will func(i int) *packet.Will) []*rawConn {
+	devs := make([]*rawConn, n)
+	for i := range devs {
+		p := &packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: fmt.Sprintf(id, i)}
+		if will != nil {
+			p.HasWill, p.Will = true, *will(i)
+		}
+		devs[i] = dial(nil)
+		devs[i].connect(p)
+	}
+	return devs
+}
+
 func allDormant(t *testing.T, s *testServer, n int) {
 	t.Helper()
 	eventually(t, 10*time.Second, fmt.Sprintf("%d dormant connections", n), func() bool { return s.Dormant() == n })
@@ -104,11 +119,7 @@ func TestDormantConnectionsServeAndWake(t *testing.T) {
 		sub := dial(nil)
 		sub.connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: "dashboard"})
 		sub.ftSub(v, "d/#", 1)
-		devs := make([]*rawConn, devices)
-		for i := range devs {
-			devs[i] = dial(nil)
-			devs[i].connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: fmt.Sprintf("dev-%d", i)})
-		}
+		devs := dialDevices(dial, v, devices, "dev-%d", nil)
 		allDormant(t, s, devices+1)
 		// The point: 41 connections, no goroutine each (the test's clients have none).
 		if n := runtime.NumGoroutine(); n > base+10 {
@@ -285,12 +296,9 @@ func TestDormantHangUpAfterData(t *testing.T) {
 		watch := dial(nil)
 		watch.connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: "nurse"})
 		watch.ftSub(v, "will/#", 0)
-		devs := make([]*rawConn, devices)
-		for i := range devs {
-			devs[i] = dial(nil)
-			devs[i].connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: fmt.Sprintf("pump-%d", i),
-				HasWill: true, Will: packet.Will{Topic: fmt.Sprintf("will/%d", i), Payload: []byte("offline")}})
-		}
+		devs := dialDevices(dial, v, devices, "pump-%d", func(i int) *packet.Will {
+			return &packet.Will{Topic: fmt.Sprintf("will/%d", i), Payload: []byte("offline")}
+		})
 		allDormant(t, s, devices+1)
 		for i, d := range devs {
 			d.write(packet.AppendPublish(nil, &packet.Publish{Topic: fmt.Sprintf("d/%d", i), Payload: []byte("72")}, v))
@@ -361,11 +369,7 @@ func TestDormantTLSGivesBackHandshakeBuffers(t *testing.T) {
 	sub := dial(nil)
 	sub.connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: "dashboard"})
 	sub.ftSub(v, "d/#", 0)
-	devs := make([]*rawConn, devices)
-	for i := range devs {
-		devs[i] = dial(nil)
-		devs[i].connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: fmt.Sprintf("ecg-%d", i)})
-	}
+	devs := dialDevices(dial, v, devices, "ecg-%d", nil)
 	// check: every dormant connection has no handshake-message buffer, and a raw-record
 	// buffer of at most most bytes; a device's, of more than least.
 	check := func(when string, least, most int) {
