@@ -369,7 +369,18 @@ func TestDormantTLSGivesBackHandshakeBuffers(t *testing.T) {
 	sub := dial(nil)
 	sub.connect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: "dashboard"})
 	sub.ftSub(v, "d/#", 0)
-	devs := dialDevices(dial, v, devices, "ecg-%d", nil)
+	payload := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i)
+		}
+		return b
+	}
+	// A 1 KiB will makes a CONNECT record of over 1 KB: its raw-record buffer goes back too,
+	// whether the CONNECT came with the client's Finished or after it.
+	devs := dialDevices(dial, v, devices, "ecg-%d", func(i int) *packet.Will {
+		return &packet.Will{Topic: fmt.Sprintf("will/%d", i), Payload: payload(1 << 10)}
+	})
 	// check: every dormant connection has no handshake-message buffer, and a raw-record
 	// buffer of at most most bytes; a device's, of more than least.
 	check := func(when string, least, most int) {
@@ -387,13 +398,6 @@ func TestDormantTLSGivesBackHandshakeBuffers(t *testing.T) {
 		}
 	}
 	check("after CONNECT", -1, small)
-	payload := func(n int) []byte {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = byte(i)
-		}
-		return b
-	}
 	rounds := []struct {
 		payload     []byte
 		least, most int

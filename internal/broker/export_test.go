@@ -1,10 +1,6 @@
 package broker
 
-import (
-	"bytes"
-	"crypto/tls"
-	"unsafe"
-)
+import "crypto/tls"
 
 // Scheduled is the number of offline sessions the janitor has a deadline for.
 func (s *Server) Scheduled() int {
@@ -56,8 +52,8 @@ func (s *Server) TLSReadBuffers() map[string][2]int {
 		if !ok || !c.dormant.CompareAndSwap(true, false) {
 			continue
 		}
-		p := unsafe.Pointer(tc)
-		bufs[c.client.ClientID] = [2]int{(*bytes.Buffer)(unsafe.Add(p, tlsBufs.hand)).Cap(), (*bytes.Buffer)(unsafe.Add(p, tlsBufs.rawInput)).Cap()}
+		hand, raw, _ := tlsBuffersOf(tc)
+		bufs[c.client.ClientID] = [2]int{hand.Cap(), raw.Cap()}
 		c.dormant.Store(true)
 	}
 	return bufs

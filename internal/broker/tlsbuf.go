@@ -66,6 +66,14 @@ const (
 	tlsKeepBusy = 2048
 )
 
+// tlsBuffersOf returns tc's handshake-message and raw-record buffers and the reader of the
+// decrypted record (in the raw-record buffer's array). Only with tlsBufs.ok.
+func tlsBuffersOf(tc *tls.Conn) (hand, raw *bytes.Buffer, in *bytes.Reader) {
+	p := unsafe.Pointer(tc)
+	return (*bytes.Buffer)(unsafe.Add(p, tlsBufs.hand)), (*bytes.Buffer)(unsafe.Add(p, tlsBufs.rawInput)),
+		(*bytes.Reader)(unsafe.Add(p, tlsBufs.input))
+}
+
 // releaseTLSBuffers gives back tc's empty handshake-message buffer, and its raw-record
 // buffer when that holds no data and has more than keep bytes. It reports whether the
 // raw-record buffer now has at most tlsKeepRaw bytes (always true where nothing can be
@@ -75,12 +83,10 @@ func releaseTLSBuffers(tc *tls.Conn, keep int) bool {
 	if !tlsBufs.ok {
 		return true
 	}
-	p := unsafe.Pointer(tc)
-	if hand := (*bytes.Buffer)(unsafe.Add(p, tlsBufs.hand)); hand.Len() == 0 && hand.Cap() > 0 {
+	hand, raw, in := tlsBuffersOf(tc)
+	if hand.Len() == 0 && hand.Cap() > 0 {
 		*hand = bytes.Buffer{}
 	}
-	raw := (*bytes.Buffer)(unsafe.Add(p, tlsBufs.rawInput))
-	in := (*bytes.Reader)(unsafe.Add(p, tlsBufs.input))
 	if raw.Len() == 0 && in.Len() == 0 && raw.Cap() > keep {
 		*raw = bytes.Buffer{}
 		in.Reset(nil) // it points into the array just dropped

@@ -69,9 +69,10 @@ type Broker struct {
 
 // DefaultGCPercent is the collector's heap growth between collections, in percent of the
 // live heap, unless gc_percent or Go's GOGC says otherwise: Go's own default. With 10,000
-// TLS devices (~90 MB live) it lets the heap reach ~180 MB; 70 keeps it to ~150 MB, but
-// at one core's worth of load it cost scenario 6 tail latency and, in one run of three,
-// messages dropped after flow control (docs/PERFORMANCE.md, session 11).
+// TLS devices (~60 MB live since session 12; ~90 MB when 70 was tried) it lets the heap
+// reach about twice that; 70 kept it to ~150 MB instead of ~180, but at one core's worth of
+// load it cost scenario 6 tail latency and, in one run of three, messages dropped after
+// flow control (docs/PERFORMANCE.md, session 11).
 const DefaultGCPercent = 100
 
 // TLS configures the built-in CA's server certificate.
