@@ -73,7 +73,9 @@ type Config struct {
 	// send one message at once). A subscriber that acknowledged nothing for this long is
 	// not waited for (a stalled one must not stall publishers, T76), nor one whose client
 	// is itself waiting as a publisher; with durable storage a publication waits only
-	// before its first stored copy. Default 1s; negative disables (a full queue drops,
+	// before its first stored copy. A publisher that waits holds no goroutine meanwhile
+	// where its connection can go dormant (see KeepReaders), except a QoS 2 or retained
+	// publication waiting for room. Default 1s; negative disables (a full queue drops,
 	// counted).
 	FlowControlWait time.Duration
 	// MaxPendingWrite caps encoded bytes waiting for a client's socket; past it QoS 0

@@ -12,6 +12,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,6 +87,10 @@ type conn struct {
 	// parked: the reader waits for room in a subscriber's queue (flow control), so it
 	// reads no acknowledgements meanwhile; nobody waits for this client's own queue.
 	parked atomic.Bool
+	// held: the publisher waits without a reader goroutine (hold); whoever clears it
+	// resumes the connection (unhold), which goes on with holding.
+	held    atomic.Bool
+	holding *holding
 	// closing: close after flushing pending. Set under outMu; pumpLocked reads it without
 	// outMu to send a closing connection nothing more.
 	closing          atomic.Bool
@@ -160,6 +165,11 @@ func (c *conn) open() error {
 func (c *conn) loop() error {
 	if c.br == nil { // resumed
 		c.br = c.readers().get(c.in)
+	}
+	if c.holding != nil && c.holding.what != holdNone {
+		if err := c.resumeHeld(); err != nil {
+			return err
+		}
 	}
 	for {
 		read := false
@@ -265,7 +275,7 @@ func (c *conn) sleep() bool {
 		}
 	}
 	if c.wakeTime == nil {
-		c.wakeTime = time.AfterFunc(math.MaxInt64, c.resume)
+		c.wakeTime = time.AfterFunc(math.MaxInt64, c.awaken)
 	}
 	rdl, seen := c.rdl, c.sock.seen
 	// Before Store: once another goroutine may own the connection, its own sleep's Reset
@@ -335,11 +345,118 @@ func (s *Server) reader(c *conn) {
 	}
 }
 
-// closeSocket closes the socket and wakes a dormant reader to end the connection.
+// closeSocket closes the socket and wakes a dormant reader (or a held publisher) to end
+// the connection.
 func (c *conn) closeSocket() {
 	c.shut.Store(true) // before resume: see sleep
 	c.nc.Close()
 	c.resume()
+	c.unhold()
+}
+
+// awaken is wakeTime's: the keep alive deadline of a dormant connection, or the end of a
+// held publisher's wait. (A stale firing finds the connection in neither state, or in the
+// other: resumed, it waits again.)
+func (c *conn) awaken() {
+	c.resume()
+	c.unhold()
+}
+
+// holding is what a held connection goes on with (see hold).
+type holding struct {
+	what holdKind
+	ss   *sess
+	ch   chan struct{}
+	h    packet.FixedHeader // holdPublish: the publication's, its body in conn.body
+	at   int                // holdYield: the place in txn.congested
+}
+
+type holdKind uint8
+
+const (
+	holdNone    holdKind = iota
+	holdPublish          // the publication waits for room in ss's queue, then is handled again
+	holdYield            // the yield waits for ss's queue to drain, then goes on
+)
+
+// hold ends the reader goroutine while a publication waits for ch (flow control), as sleep
+// does while the client is idle: thousands of publishers waiting for one slow subscriber
+// cost no goroutines or stacks. Closing ch (then unhold), the end of the publication's
+// Config.FlowControlWait (wakeTime) or closeSocket resume it: a reader goes on with
+// resumeHeld. hold reports false, holding nothing, when the wait is over already. After
+// true, the connection may belong to another goroutine: the caller returns errDormant and
+// touches nothing of it. Only the reader calls hold, and only where sock is set.
+func (c *conn) hold(what holdKind, ss *sess, ch chan struct{}, h packet.FixedHeader, at int) bool {
+	if !c.tx.pause(c.s) {
+		return false
+	}
+	until := c.tx.until
+	if what == holdYield {
+		ss.mu.Lock()
+		if w := ss.waitersLocked(); ss.drained == ch && !slices.Contains(w.drainers, c) { // else closed already
+			w.drainers = append(w.drainers, c)
+		}
+		ss.mu.Unlock()
+	}
+	if c.wakeTime == nil {
+		c.wakeTime = time.AfterFunc(math.MaxInt64, c.awaken)
+	}
+	c.wakeTime.Reset(time.Until(until))
+	if c.holding == nil {
+		c.holding = new(holding)
+	}
+	*c.holding = holding{what: what, ss: ss, ch: ch, h: h, at: at}
+	c.s.stats.held.Add(1)
+	c.held.Store(true)
+	// From here on another goroutine may own the connection: only locals and atomics. (A
+	// closer or the timer sets its condition before unhold: either that resumes, or this
+	// sees it.)
+	if (closed(ch) || !time.Now().Before(until) || c.shut.Load()) && c.held.CompareAndSwap(true, false) {
+		c.s.stats.held.Add(-1)
+		*c.holding = holding{}
+		c.parked.Store(false)
+		return false
+	}
+	return true
+}
+
+// unhold resumes a held connection; a no-op on one that is not. The first caller wins.
+func (c *conn) unhold() {
+	if c.held.CompareAndSwap(true, false) {
+		c.s.stats.held.Add(-1)
+		c.s.read(c) // with the count in s.wg the held connection kept
+	}
+}
+
+// resumeHeld goes on where hold left: the held publication is handled again (woken for a
+// place, or dropping at full queues now), or its yield goes on. Resumed before its wait is
+// over (a timer of an earlier wait), it holds again.
+func (c *conn) resumeHeld() error {
+	w := *c.holding
+	*c.holding = holding{}
+	c.parked.Store(false)
+	tx := &c.tx
+	if !closed(w.ch) && time.Now().Before(tx.until) && !c.shut.Load() {
+		if c.hold(w.what, w.ss, w.ch, w.h, w.at) {
+			return errDormant
+		}
+	}
+	c.now = time.Now() // expiry and the remaining lifetime count the wait [MQTT-3.3.2-5]
+	if w.what == holdYield {
+		if !closed(w.ch) {
+			w.ss.undrain(c)
+			return nil // waited long enough
+		}
+		return c.yieldFrom(tx, w.at+1)
+	}
+	if !tx.woke(c.s, w.ss, w.ch) {
+		tx.pub = nil // waited long enough: this publication drops at full queues now
+	}
+	err := c.handlePublish(w.h, c.body[:w.h.Remaining], true)
+	if err != errDormant {
+		tx.dropPromise(c.s) // not routed again: a place it was woken for goes to the next
+	}
+	return err
 }
 
 // readerPool holds read buffers of one size for connections to take and give back.

@@ -272,16 +272,17 @@ func TestKeepReaders(t *testing.T) {
 		d.ftPublish(v, &packet.Publish{QoS: 1, PacketID: 1, Topic: "d/x", Payload: []byte("72")})
 		d.expect("40 02 00 01")
 	}
-	// Goroutines in a connection's read loop (not a count against one taken before: a
-	// goroutine of an earlier test may still be ending then).
-	readers := func() int {
-		buf := make([]byte, 1<<20)
-		return bytes.Count(buf[:runtime.Stack(buf, true)], []byte("vitalmq/internal/broker.(*conn).loop("))
-	}
-	eventually(t, 10*time.Second, "a reader goroutine per connection", func() bool { return readers() >= devices })
+	eventually(t, 10*time.Second, "a reader goroutine per connection", func() bool { return readLoops() >= devices })
 	if n := s.Dormant(); n != 0 {
 		t.Fatalf("%d dormant connections with KeepReaders", n)
 	}
+}
+
+// readLoops counts the goroutines in a connection's read loop (not a count against one
+// taken before: a goroutine of an earlier test may still be ending then).
+func readLoops() int {
+	buf := make([]byte, 1<<20)
+	return bytes.Count(buf[:runtime.Stack(buf, true)], []byte("vitalmq/internal/broker.(*conn).loop("))
 }
 
 // TestDormantHangUpAfterData: devices that send a packet and hang up at once (no

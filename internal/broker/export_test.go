@@ -27,6 +27,7 @@ func (s *Server) StopSending(clientID string) {
 // counts how often one got its reader back.
 func (s *Server) Dormant() int { return int(s.stats.dormant.Load()) }
 func (s *Server) Wakes() int64 { return s.stats.wakes.Load() }
+func (s *Server) Held() int    { return int(s.stats.held.Load()) }
 
 // Every test of this package runs with write buffers poisoned when given back: a buffer
 // given back while still in use shows as garbage on the wire.

@@ -120,10 +120,17 @@ func TestFlowControlFanInLossless(t *testing.T) {
 // More devices than the subscriber's queue holds each send one message at once (issue 5,
 // scenario 6: 10,000 devices, a 1,000-message queue): pausing a publisher after its message
 // cannot help, so a publication that finds a connected, acknowledging subscriber's queue
-// full waits for room before it is acknowledged, instead of being dropped.
+// full waits for room before it is acknowledged, instead of being dropped. A publisher
+// waiting costs no goroutine (conn.hold), except with KeepReaders.
 func TestFlowControlFullQueueWaits(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("KeepReaders=%v", keep), func(t *testing.T) { testFullQueueWaits(t, keep) })
+	}
+}
+
+func testFullQueueWaits(t *testing.T, keepReaders bool) {
 	s := startServer(t, broker.Config{MaxQueuedMessages: 4, MaxInflight: 4, FlowControlWait: 30 * time.Second,
-		PublishRate: -1, PublishByteRate: -1, ConnectionRate: 1e6, ConnectionBurst: 1e6})
+		PublishRate: -1, PublishByteRate: -1, ConnectionRate: 1e6, ConnectionBurst: 1e6, KeepReaders: keepReaders})
 	sub, _ := ftDial(t, s.Addr, packet.Version5, "fc-sub", func(p *packet.Connect) { p.KeepAlive = 120 })
 	sub.ftSub(packet.Version5, "fc/#", 1)
 	read := func() *packet.Publish {
@@ -157,6 +164,18 @@ func TestFlowControlFullQueueWaits(t *testing.T) {
 	eventually(t, 10*time.Second, "every publication to reach the broker", func() bool {
 		return s.Stats().Received == devices+1
 	})
+	if keepReaders {
+		if n := s.Held(); n != 0 {
+			t.Fatalf("%d publishers held without a goroutine with KeepReaders", n)
+		}
+	} else {
+		// Those waiting for room (4 messages in flight, 4 queued) and those paused after
+		// their message (the queue more than half full) are held: no connection has a
+		// reader goroutine.
+		eventually(t, 10*time.Second, "the waiting publishers to hold no goroutine", func() bool {
+			return s.Held() >= devices-8 && readLoops() == 0
+		})
+	}
 	for _, p := range held {
 		ack(p)
 	}
@@ -171,6 +190,7 @@ func TestFlowControlFullQueueWaits(t *testing.T) {
 	if d := s.Stats().Dropped; d != 0 {
 		t.Fatalf("%d messages dropped, want 0", d)
 	}
+	eventually(t, 10*time.Second, "no publisher held after", func() bool { return s.Held() == 0 })
 }
 
 // pubQoS1 publishes one QoS 1 message from c and returns the PUBACK's reason and how long
@@ -221,6 +241,37 @@ func TestFlowControlRoomWaitBounded(t *testing.T) {
 	if d := s.Stats().Dropped; d != 1 {
 		t.Fatalf("%d dropped, want 1", d)
 	}
+}
+
+// A publisher held while it waits for room, and one held after its message (the queue past
+// half), end when their connections are closed (here by Kick, then by Shutdown), not when
+// their minute of waiting runs out.
+func TestFlowControlHeldPublishersClosed(t *testing.T) {
+	s := startServer(t, broker.Config{MaxQueuedMessages: 2, MaxInflight: 2, FlowControlWait: time.Minute,
+		PublishRate: -1, PublishByteRate: -1})
+	sub, _ := ftDial(t, s.Addr, packet.Version5, "fc-sub", nil)
+	sub.ftSub(packet.Version5, "fc/#", 1)
+	a, _ := ftDial(t, s.Addr, packet.Version5, "fc-a", nil)
+	b, _ := ftDial(t, s.Addr, packet.Version5, "fc-b", nil)
+	pubQoS1(t, a, 1, "fc/a")
+	p := sub.ftReadPublish(packet.Version5) // acknowledged: the subscriber counts as reading
+	sub.write(packet.AppendAck(nil, &packet.Ack{Type: packet.PUBACK, PacketID: p.PacketID}, packet.Version5))
+	eventually(t, 5*time.Second, "the acknowledgement to be handled", func() bool { return s.Stats().Sent == 1 })
+	for id := uint16(2); id <= 5; id++ { // 2 in flight, 2 queued: full; a is held after the last
+		if rc, _ := pubQoS1(t, a, id, "fc/a"); rc != packet.Success {
+			t.Fatalf("publication %d: reason %#x", id, byte(rc))
+		}
+	}
+	b.write(packet.AppendPublish(nil, &packet.Publish{QoS: 1, PacketID: 1, Topic: "fc/b", Payload: []byte{1}}, packet.Version5))
+	eventually(t, 5*time.Second, "both publishers to be held", func() bool { return s.Held() == 2 && readLoops() == 0 })
+	if !s.Kick("fc-b", packet.AdministrativeAction, false) {
+		t.Fatal("fc-b has no session")
+	}
+	b.expectClosed(10*time.Second, "e0 01 98")
+	eventually(t, 5*time.Second, "the kicked publisher's connection to end", func() bool {
+		return s.Held() == 1 && s.Stats().Connected == 2
+	})
+	// a is still held: Shutdown (at the end of the test, within 5 s) ends it.
 }
 
 // Two clients that publish to each other's full queues while both subscribe: a publisher

@@ -17,7 +17,7 @@ import (
 func (c *conn) handle(h packet.FixedHeader, body []byte) error {
 	switch h.Type {
 	case packet.PUBLISH:
-		return c.handlePublish(h, body)
+		return c.handlePublish(h, body, false)
 	case packet.PUBACK, packet.PUBREC, packet.PUBREL, packet.PUBCOMP:
 		if c.ack == nil {
 			c.ack = acks.Get().(*packet.Ack)
@@ -47,9 +47,14 @@ func (c *conn) handle(h packet.FixedHeader, body []byte) error {
 	}
 }
 
-func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
-	c.pace(c.pubRate, 1, c.s.cfg.PublishRate)
-	c.pace(c.byteRate, h.Size(), c.s.cfg.PublishByteRate)
+// handlePublish handles a PUBLISH; again: once more, after its publisher was held
+// (conn.hold) before anything of it was routed: it was paced and counted, and c.tx is the
+// publication's still.
+func (c *conn) handlePublish(h packet.FixedHeader, body []byte, again bool) error {
+	if !again {
+		c.pace(c.pubRate, 1, c.s.cfg.PublishRate)
+		c.pace(c.byteRate, h.Size(), c.s.cfg.PublishByteRate)
+	}
 	now := c.now
 	if c.pub == nil {
 		c.pub = publishes.Get().(*packet.Publish)
@@ -97,10 +102,18 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 		}
 		c.aliasIn[alias] = name
 	}
-	c.s.stats.received.Add(1)
 	tx := &c.tx
-	tx.reset()
-	tx.pub = c
+	if !again {
+		c.s.stats.received.Add(1)
+		tx.reset()
+		tx.pub = c
+	}
+	// A QoS 2 publication's identifier is taken before routing, and a retained message
+	// stored: those wait on the reader goroutine.
+	tx.hold = packet.FixedHeader{}
+	if c.sock != nil && tx.pub != nil && p.QoS < 2 && !p.Retain {
+		tx.hold = h
+	}
 	// Past the memory budget, new publications are shed (nothing acknowledged is dropped);
 	// clearing a retained message frees memory and always goes through.
 	shed := c.s.overloaded.Load() && reason == packet.Success && !(p.Retain && len(p.Payload) == 0)
@@ -129,8 +142,7 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte) error {
 	} else {
 		c.s.commit(tx, nil)
 	}
-	c.yield(tx)
-	return nil
+	return c.yield(tx)
 }
 
 // handlePublish2 is handlePublish's QoS 2 flow (in a function of its own, so that the QoS 0
@@ -169,20 +181,43 @@ func (c *conn) handlePublish2(p *packet.Publish, name string, reason packet.Reas
 	// A duplicate is acknowledged again but not delivered again (§4.3.3); its PUBREC
 	// still waits for the first copy to be durable.
 	c.commitThenAck(tx, packet.PUBREC, p.PacketID, reason, !fresh)
-	c.yield(tx)
-	return nil
+	return c.yield(tx)
 }
 
 // yield stops reading from this publisher while a subscriber its message went to works
 // through a congested queue, for at most Config.FlowControlWait per publication (counting
 // any wait for room in route): TCP slows the publisher down instead of the queue
 // overflowing. Not for its own session (it could not read its acknowledgements meanwhile).
-func (c *conn) yield(tx *txn) {
-	for _, g := range tx.congested {
-		if g.ss != c.ss && !tx.wait(c.s, g.drained) {
-			return
+func (c *conn) yield(tx *txn) error {
+	return c.yieldFrom(tx, 0)
+}
+
+// yieldFrom yields for tx.congested[i:]. Where it can, the publisher waits without its
+// reader goroutine (conn.hold), and yieldFrom returns errDormant.
+func (c *conn) yieldFrom(tx *txn, i int) error {
+	if tx.pub == nil {
+		return nil // it waited long enough already
+	}
+	for ; i < len(tx.congested); i++ {
+		g := tx.congested[i]
+		if g.ss == c.ss {
+			continue
+		}
+		if c.sock != nil {
+			if c.hold(holdYield, g.ss, g.drained, packet.FixedHeader{}, i) {
+				return errDormant
+			}
+			if !closed(g.drained) {
+				g.ss.undrain(c)
+				return nil
+			}
+			continue
+		}
+		if !tx.wait(c.s, g.drained) {
+			return nil
 		}
 	}
+	return nil
 }
 
 // releaseID forgets a QoS 2 packet identifier whose flow ended without a delivery.
@@ -249,7 +284,10 @@ func (c *conn) deliver(p *packet.Publish, name string, tx *txn, now time.Time) (
 		}
 		return packet.QuotaExceeded, nil
 	}
-	if c.s.route(msg, tx, now) == 0 && c.version == packet.Version5 {
+	switch n := c.s.route(msg, tx, now); {
+	case n < 0:
+		return 0, errDormant // held: handled again later, maybe by another goroutine already
+	case n == 0 && c.version == packet.Version5:
 		if tx.dropped > 0 {
 			return packet.QuotaExceeded, nil // every matching session's queue was full
 		}

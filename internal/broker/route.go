@@ -110,7 +110,8 @@ func (s *Server) countRetained(origin string, d int) {
 // route delivers msg to every matching session: once per session, with the highest
 // matching QoS and all matching subscription identifiers; one member per shared group.
 // Durable changes go into tx; now is the time of the publication. It returns the number of
-// sessions the message was delivered to.
+// sessions the message was delivered to, or -1 when the publisher's connection is held
+// (conn.hold): the connection, tx included, may belong to another goroutine already.
 func (s *Server) route(msg *session.Message, tx *txn, now time.Time) int {
 	r := s.routes.Get().(*router)
 	defer func() {
@@ -156,15 +157,23 @@ func (s *Server) route(msg *session.Message, tx *txn, now time.Time) int {
 		for !ok && tx.room != nil { // a connected subscriber without room: the publisher waits
 			room := tx.room
 			tx.room = nil
-			tx.woken = tx.wait(s, room)
-			if !tx.woken {
-				t.s.stopWaitingRoom(s, room)
+			if tx.hold.Type != 0 && delivered == 0 && tx.dropped == 0 && tx.cs.Empty() && len(tx.pump) == 0 {
+				// Nothing routed yet: the publisher waits without its reader goroutine,
+				// and the publication is handled again after (conn.hold).
+				tx.dropPromise(s)
+				if tx.pub.hold(holdPublish, t.s, room, tx.hold, 0) {
+					return -1
+				}
+			} else {
+				tx.wait(s, room)
+			}
+			if !tx.woke(s, t.s, room) {
 				tx.pub = nil // waited long enough: this publication drops at full queues now
 			}
 			now = time.Now() // expiry and the remaining lifetime count the wait [MQTT-3.3.2-5]
 			ok = t.s.deliver(s, d, now, tx)
 		}
-		tx.woken = false
+		tx.dropPromise(s) // the woken target took no place (it ended meanwhile)
 		if ok {
 			delivered++
 		}

@@ -70,6 +70,7 @@ type Server struct {
 type stats struct {
 	connected, received, sent, dropped, connects atomic.Int64
 	dormant, wakes                               atomic.Int64 // connections without a reader goroutine; their wakes
+	held                                         atomic.Int64 // publishers waiting for flow control without one (conn.hold)
 }
 
 // subscription is what the trie stores for a session's subscription.
@@ -418,6 +419,7 @@ func (s *Server) publishSys(now time.Time) {
 	put("uptime", strconv.FormatInt(int64(now.Sub(s.started).Seconds()), 10)+" seconds")
 	put("clients/connected", strconv.FormatInt(s.stats.connected.Load(), 10))
 	put("clients/dormant", strconv.FormatInt(s.stats.dormant.Load(), 10))
+	put("clients/held", strconv.FormatInt(s.stats.held.Load(), 10))
 	put("clients/total", strconv.Itoa(nsess))
 	put("messages/received", strconv.FormatInt(s.stats.received.Load(), 10))
 	put("messages/sent", strconv.FormatInt(s.stats.sent.Load(), 10))

@@ -45,11 +45,8 @@ type sess struct {
 	// while not congested); lastAck is when the client last acknowledged a delivery.
 	drained chan struct{}
 	lastAck time.Time
-	// roomWait holds the publications waiting for room in this session's full queue, in
-	// arrival order: each place that frees up wakes one (no thundering herd); promised
-	// counts those woken that have not taken their place yet.
-	roomWait []chan struct{}
-	promised int
+	// waiters are the publishers waiting for this session's queue; nil until the first.
+	waiters *waiters
 
 	// inbox is set for an in-process subscriber: deliveries go there instead of a connection.
 	inbox chan *session.Message
@@ -131,8 +128,10 @@ func (ss *sess) deliver(s *Server, d session.Delivery, now time.Time, tx *txn) b
 		}
 		return ss.conn.sendPublish(d, 0, false, now)
 	}
-	if tx.woken {
-		ss.promised-- // this is the publication woken for a place
+	woken := tx.promise == ss
+	if woken {
+		ss.waiters.promised-- // this is the publication woken for a place
+		tx.promise = nil
 	}
 	// The publisher may wait for room (flow control) when this session's client is connected
 	// and acknowledging, and the publication holds no copy that waits for its commit (with a
@@ -140,16 +139,17 @@ func (ss *sess) deliver(s *Server, d session.Delivery, now time.Time, tx *txn) b
 	waits := tx.pub != nil && tx.pub.ss != ss && len(tx.pump) == 0 && ss.acknowledgingLocked(s, now)
 	var e session.Entry
 	ok := false
-	if !waits || len(ss.roomWait) == 0 || tx.woken { // those already waiting go first
+	if !waits || ss.waiters == nil || len(ss.waiters.room) == 0 || woken { // those already waiting go first
 		e, ok = ss.st.Enqueue(d, s.cfg.MaxQueuedMessages, s.cfg.MaxQueuedBytes)
 	}
 	if !ok {
 		if waits {
-			tx.room = make(chan struct{}, 1)
-			if tx.woken { // it lost its place to a publication that may not wait: next again
-				ss.roomWait = slices.Insert(ss.roomWait, 0, tx.room)
+			tx.room = make(chan struct{})
+			w, r := ss.waitersLocked(), roomWaiter{tx.room, tx.pub}
+			if woken { // it lost its place to a publication that may not wait: next again
+				w.room = slices.Insert(w.room, 0, r)
 			} else {
-				ss.roomWait = append(ss.roomWait, tx.room)
+				w.room = append(w.room, r)
 			}
 			ss.relieveLocked(s) // a place may be free already (wakes the first in line)
 			return false
@@ -220,28 +220,76 @@ func (ss *sess) committed(seq uint64) {
 // may free places (pumpLocked calls it).
 func (ss *sess) relieveLocked(s *Server) {
 	gone := ss.conn == nil || ss.conn.parked.Load()
-	for len(ss.roomWait) > 0 && (gone || len(ss.st.Queue)+ss.promised < s.cfg.MaxQueuedMessages && ss.st.QueuedBytes < s.cfg.MaxQueuedBytes) {
-		ss.roomWait[0] <- struct{}{} // buffered, signalled once: never blocks
-		ss.roomWait[0] = nil
-		ss.roomWait = ss.roomWait[1:]
-		ss.promised++
+	w := ss.waiters
+	for w != nil && len(w.room) > 0 && (gone || len(ss.st.Queue)+w.promised < s.cfg.MaxQueuedMessages && ss.st.QueuedBytes < s.cfg.MaxQueuedBytes) {
+		r := w.room[0]
+		close(r.room)
+		r.c.unhold() // a no-op for a publisher waiting on its goroutine
+		w.room[0] = roomWaiter{}
+		w.room = w.room[1:]
+		w.promised++
 	}
 	if ss.drained != nil && (gone || !ss.backlogLocked(s, 4)) {
 		close(ss.drained)
 		ss.drained = nil
+		if w != nil {
+			for i, c := range w.drainers {
+				c.unhold()
+				w.drainers[i] = nil
+			}
+			w.drainers = w.drainers[:0]
+		}
+	}
+}
+
+// waiters are the publishers waiting for a session's queue (flow control).
+type waiters struct {
+	// room holds the publications waiting for room in the full queue, in arrival order:
+	// each place that frees up wakes one (no thundering herd); promised counts those woken
+	// that have not taken their place yet.
+	room     []roomWaiter
+	promised int
+	// drainers are the publishers held (conn.hold) until drained is closed.
+	drainers []*conn
+}
+
+// roomWaiter is a publication waiting for room in a session's queue: room is closed when it
+// has a place, and c (the publisher) resumed if it is held (conn.hold).
+type roomWaiter struct {
+	room chan struct{}
+	c    *conn
+}
+
+// waitersLocked returns ss.waiters, made on first use. Called with ss.mu held.
+func (ss *sess) waitersLocked() *waiters {
+	if ss.waiters == nil {
+		ss.waiters = new(waiters)
+	}
+	return ss.waiters
+}
+
+// undrain withdraws c, held for the queue to drain, when it stops waiting before.
+func (ss *sess) undrain(c *conn) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	w := ss.waitersLocked()
+	if i := slices.Index(w.drainers, c); i >= 0 {
+		w.drainers = slices.Delete(w.drainers, i, i+1)
 	}
 }
 
 // stopWaitingRoom withdraws a publication that gave up waiting for room; if it was woken
-// meanwhile, its place goes to the next one waiting.
+// meanwhile (or room is nil: it was, and did not take its place), its place goes to the
+// next one waiting.
 func (ss *sess) stopWaitingRoom(s *Server, room chan struct{}) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if i := slices.Index(ss.roomWait, room); i >= 0 {
-		ss.roomWait = slices.Delete(ss.roomWait, i, i+1)
+	w := ss.waitersLocked()
+	if i := slices.IndexFunc(w.room, func(r roomWaiter) bool { return r.room == room }); room != nil && i >= 0 {
+		w.room = slices.Delete(w.room, i, i+1)
 		return
 	}
-	ss.promised--
+	w.promised--
 	ss.relieveLocked(s)
 }
 

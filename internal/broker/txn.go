@@ -3,6 +3,7 @@ package broker
 import (
 	"time"
 
+	"vitalmq/internal/packet"
 	"vitalmq/internal/session"
 )
 
@@ -28,13 +29,17 @@ type txn struct {
 	congested []congestion
 	// pub is the publishing connection when the publisher may be made to wait (a network
 	// publication); nil: a full queue drops at once. room is set by a connected,
-	// acknowledging session that had no room for a delivery: signalled when it has some.
+	// acknowledging session that had no room for a delivery: closed when it has some.
 	// until ends this publication's waiting (Config.FlowControlWait after the first wait).
-	// woken: the delivery being retried was woken for a place in the queue.
-	pub   *conn
-	room  chan struct{}
-	woken bool
-	until time.Time
+	// promise is the session that woke this publication for a place in its queue, until
+	// it takes it. hold is the publication's header when the publisher may wait without
+	// its reader goroutine (conn.hold) while nothing of it is routed yet: it is handled
+	// again after; Type 0: it may not.
+	pub     *conn
+	room    chan struct{}
+	until   time.Time
+	promise *sess
+	hold    packet.FixedHeader
 }
 
 type congestion struct {
@@ -55,7 +60,15 @@ func (t *txn) reset() {
 	t.dropped = 0
 	clear(t.congested)
 	t.congested = t.congested[:0]
-	t.pub, t.room, t.woken, t.until = nil, nil, false, time.Time{}
+	t.pub, t.room, t.until, t.promise, t.hold = nil, nil, time.Time{}, nil, packet.FixedHeader{}
+}
+
+// dropPromise gives back a place the publication was woken for and did not take.
+func (t *txn) dropPromise(s *Server) {
+	if t.promise != nil {
+		t.promise.stopWaitingRoom(s, nil)
+		t.promise = nil
+	}
 }
 
 // wait blocks until ch is signalled or closed and reports true, or false once this
@@ -64,19 +77,11 @@ func (t *txn) reset() {
 // cannot read acknowledgements): nobody waits for it, so two clients that publish to each
 // other never wait for each other.
 func (t *txn) wait(s *Server, ch <-chan struct{}) bool {
-	if t.until.IsZero() {
-		t.until = time.Now().Add(s.cfg.FlowControlWait)
-	}
-	if time.Until(t.until) <= 0 {
+	if !t.pause(s) {
 		return false
 	}
 	c := t.pub
-	c.parked.Store(true)
 	defer c.parked.Store(false)
-	c.ss.mu.Lock()
-	c.ss.relieveLocked(s) // those waiting for its queue stop waiting
-	c.ss.mu.Unlock()
-	c.flushDeferred() // its client's acknowledgements do not wait with it
 	d := time.Until(t.until)
 	if d <= 0 {
 		return false
@@ -91,6 +96,46 @@ func (t *txn) wait(s *Server, ch <-chan struct{}) bool {
 	case <-s.quit:
 	}
 	return false
+}
+
+// pause begins a wait of the publisher for flow control (wait, or conn.hold): it reports
+// false when this publication has waited Config.FlowControlWait already. Otherwise the
+// publisher counts as parked (see wait), and its client's acknowledgements are sent.
+func (t *txn) pause(s *Server) bool {
+	if t.until.IsZero() {
+		t.until = time.Now().Add(s.cfg.FlowControlWait)
+	}
+	if time.Until(t.until) <= 0 {
+		return false
+	}
+	c := t.pub
+	c.parked.Store(true)
+	c.ss.mu.Lock()
+	c.ss.relieveLocked(s) // those waiting for its queue stop waiting
+	c.ss.mu.Unlock()
+	c.flushDeferred() // its client's acknowledgements do not wait with it
+	return true
+}
+
+// woke ends a wait for room in ss's queue: it reports whether the publication was woken for
+// a place (ss promised it one), and otherwise takes it out of line.
+func (t *txn) woke(s *Server, ss *sess, room chan struct{}) bool {
+	if closed(room) {
+		t.promise = ss
+		return true
+	}
+	ss.stopWaitingRoom(s, room)
+	return false
+}
+
+// closed reports whether ch is closed (a wait for it is over), without waiting.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // commit makes tx durable and then releases its entries to their sessions and calls
