@@ -120,6 +120,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		WriteTimeout:             b.WriteTimeout.Duration,
 		KeepReaders:              b.KeepReaders,
 		FlowControlWait:          b.FlowControlWait.Duration,
+		FlowControlReaders:       b.FlowControlReaders,
 		TopicAliasMaximum:        uint16(b.TopicAliasMaximum),
 		MaxSubscriptions:         b.MaxSubscriptions,
 		MaxTopicLength:           b.MaxTopicLength,

@@ -73,11 +73,16 @@ type Config struct {
 	// send one message at once). A subscriber that acknowledged nothing for this long is
 	// not waited for (a stalled one must not stall publishers, T76), nor one whose client
 	// is itself waiting as a publisher; with durable storage a publication waits only
-	// before its first stored copy. A publisher that waits holds no goroutine meanwhile
-	// where its connection can go dormant (see KeepReaders), except a QoS 2 or retained
-	// publication waiting for room. Default 1s; negative disables (a full queue drops,
+	// before its first stored copy. Default 1s; negative disables (a full queue drops,
 	// counted).
 	FlowControlWait time.Duration
+	// FlowControlReaders is how many waiting publishers (FlowControlWait) keep their reader
+	// goroutine, the fastest to resume; more are held without one (4-8 KiB of stack less
+	// each: thousands of devices waiting for one slow dashboard), where their connection
+	// can go dormant (see KeepReaders; not WebSocket) and the wait allows (not a QoS 2 or
+	// retained publication, or one already delivered elsewhere, waiting for room). Default
+	// 256; negative: none.
+	FlowControlReaders int
 	// MaxPendingWrite caps encoded bytes waiting for a client's socket; past it QoS 0
 	// messages to that client are dropped. Default 1 MiB. Stops slow consumers (T76).
 	MaxPendingWrite int
@@ -168,6 +173,7 @@ func (c *Config) setDefaults() {
 	if c.FlowControlWait == 0 {
 		c.FlowControlWait = time.Second
 	}
+	def(&c.FlowControlReaders, 256)
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
 	}

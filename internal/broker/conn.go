@@ -12,7 +12,6 @@ import (
 	"math"
 	"net"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,7 +42,7 @@ type conn struct {
 	idleKey  uint64
 	dormant  atomic.Bool
 	shut     atomic.Bool // closeSocket closed the socket
-	wakeTime *time.Timer // resumes a dormant connection when its keep alive runs out
+	wakeTime *time.Timer // resumes a dormant connection when its keep alive runs out, a held one when its wait does
 	// tlsSettled: a dormancy found the raw-record buffer at most tlsKeepRaw bytes (the one
 	// the TLS handshake or CONNECT grew is gone), or there is nothing to release
 	tlsSettled bool
@@ -125,8 +124,9 @@ func (c *conn) serve() {
 }
 
 // guard runs f, turning a panic into a closed connection, and calls next when f returns
-// nil; otherwise the connection ends with f's error. A reader that went dormant leaves
-// the connection's count in s.wg to the goroutine that resumes it.
+// nil; otherwise the connection ends with f's error. A reader that went dormant, or whose
+// publisher is held (hold), leaves the connection's count in s.wg to the goroutine that
+// resumes it.
 func (c *conn) guard(f func() error, next func()) {
 	var err error
 	defer func() {
@@ -383,7 +383,8 @@ const (
 // does while the client is idle: thousands of publishers waiting for one slow subscriber
 // cost no goroutines or stacks. Closing ch (then unhold), the end of the publication's
 // Config.FlowControlWait (wakeTime) or closeSocket resume it: a reader goes on with
-// resumeHeld. hold reports false, holding nothing, when the wait is over already. After
+// resumeHeld. hold reports false, holding nothing (but maybe still among ss's drainers: see
+// undrain), when the wait is over already. After
 // true, the connection may belong to another goroutine: the caller returns errDormant and
 // touches nothing of it. Only the reader calls hold, and only where sock is set.
 func (c *conn) hold(what holdKind, ss *sess, ch chan struct{}, h packet.FixedHeader, at int) bool {
@@ -393,8 +394,12 @@ func (c *conn) hold(what holdKind, ss *sess, ch chan struct{}, h packet.FixedHea
 	until := c.tx.until
 	if what == holdYield {
 		ss.mu.Lock()
-		if w := ss.waitersLocked(); ss.drained == ch && !slices.Contains(w.drainers, c) { // else closed already
-			w.drainers = append(w.drainers, c)
+		if ss.drained == ch { // else closed already
+			w := ss.waitersLocked()
+			if w.drainers == nil {
+				w.drainers = make(map[*conn]struct{})
+			}
+			w.drainers[c] = struct{}{}
 		}
 		ss.mu.Unlock()
 	}
@@ -408,10 +413,13 @@ func (c *conn) hold(what holdKind, ss *sess, ch chan struct{}, h packet.FixedHea
 	*c.holding = holding{what: what, ss: ss, ch: ch, h: h, at: at}
 	c.s.stats.held.Add(1)
 	c.held.Store(true)
-	// From here on another goroutine may own the connection: only locals and atomics. (A
-	// closer or the timer sets its condition before unhold: either that resumes, or this
-	// sees it.)
-	if (closed(ch) || !time.Now().Before(until) || c.shut.Load()) && c.held.CompareAndSwap(true, false) {
+	// From here on another goroutine may own the connection: only locals and atomics. Those
+	// that resume it set their condition before unhold: either that resumes, or this sees
+	// it. (ch is closed, and unhold called, under ss.mu.)
+	ss.mu.Lock()
+	over := closed(ch)
+	ss.mu.Unlock()
+	if (over || !time.Now().Before(until) || c.shut.Load()) && c.held.CompareAndSwap(true, false) {
 		c.s.stats.held.Add(-1)
 		*c.holding = holding{}
 		c.parked.Store(false)
@@ -441,7 +449,6 @@ func (c *conn) resumeHeld() error {
 			return errDormant
 		}
 	}
-	c.now = time.Now() // expiry and the remaining lifetime count the wait [MQTT-3.3.2-5]
 	if w.what == holdYield {
 		if !closed(w.ch) {
 			w.ss.undrain(c)

@@ -18,7 +18,7 @@
 // the WaitGroup passes to the reader that resumes it. A publisher that waits for a
 // subscriber's queue (flow control, Config.FlowControlWait) is held the same way
 // (conn.hold): its reader moves on, and closing the room or drained channel, the end of
-// its wait or closeSocket finds it one again, so thousands of devices waiting for one slow
+// its wait or closeSocket finds it a reader again, so thousands of devices waiting for one slow
 // dashboard cost no stacks. One janitor goroutine runs will delays, session expiry and $SYS
 // statistics; each in-process subscriber has one goroutine. All but the flushers are
 // tracked by the Server's WaitGroup; a flusher ends before its connection's reader does

@@ -120,17 +120,27 @@ func TestFlowControlFanInLossless(t *testing.T) {
 // More devices than the subscriber's queue holds each send one message at once (issue 5,
 // scenario 6: 10,000 devices, a 1,000-message queue): pausing a publisher after its message
 // cannot help, so a publication that finds a connected, acknowledging subscriber's queue
-// full waits for room before it is acknowledged, instead of being dropped. A publisher
-// waiting costs no goroutine (conn.hold), except with KeepReaders.
+// full waits for room before it is acknowledged, instead of being dropped. Past
+// FlowControlReaders publishers waiting on their goroutine, one waiting costs none
+// (conn.hold); with KeepReaders, all wait on theirs.
 func TestFlowControlFullQueueWaits(t *testing.T) {
-	for _, keep := range []bool{false, true} {
-		t.Run(fmt.Sprintf("KeepReaders=%v", keep), func(t *testing.T) { testFullQueueWaits(t, keep) })
+	for _, tc := range []struct {
+		name    string
+		readers int // publishers waiting on their goroutine; -1: as many as wait
+		cfg     broker.Config
+	}{
+		{"held", 0, broker.Config{FlowControlReaders: -1}},
+		{"2 readers", 2, broker.Config{FlowControlReaders: 2}},
+		{"KeepReaders", -1, broker.Config{KeepReaders: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testFullQueueWaits(t, tc.cfg, tc.readers) })
 	}
 }
 
-func testFullQueueWaits(t *testing.T, keepReaders bool) {
-	s := startServer(t, broker.Config{MaxQueuedMessages: 4, MaxInflight: 4, FlowControlWait: 30 * time.Second,
-		PublishRate: -1, PublishByteRate: -1, ConnectionRate: 1e6, ConnectionBurst: 1e6, KeepReaders: keepReaders})
+func testFullQueueWaits(t *testing.T, cfg broker.Config, readers int) {
+	cfg.MaxQueuedMessages, cfg.MaxInflight, cfg.FlowControlWait = 4, 4, 30*time.Second
+	cfg.PublishRate, cfg.PublishByteRate, cfg.ConnectionRate, cfg.ConnectionBurst = -1, -1, 1e6, 1e6
+	s := startServer(t, cfg)
 	sub, _ := ftDial(t, s.Addr, packet.Version5, "fc-sub", func(p *packet.Connect) { p.KeepAlive = 120 })
 	sub.ftSub(packet.Version5, "fc/#", 1)
 	read := func() *packet.Publish {
@@ -164,16 +174,19 @@ func testFullQueueWaits(t *testing.T, keepReaders bool) {
 	eventually(t, 10*time.Second, "every publication to reach the broker", func() bool {
 		return s.Stats().Received == devices+1
 	})
-	if keepReaders {
+	// Those waiting for room (4 messages in flight, 4 queued) and those paused after their
+	// message (the queue more than half full) wait: on their reader goroutine, up to
+	// readers, or held.
+	if readers < 0 {
+		eventually(t, 10*time.Second, "the waiting publishers to keep their goroutines", func() bool {
+			return readLoops() >= devices-8
+		})
 		if n := s.Held(); n != 0 {
-			t.Fatalf("%d publishers held without a goroutine with KeepReaders", n)
+			t.Fatalf("%d publishers held without a goroutine", n)
 		}
 	} else {
-		// Those waiting for room (4 messages in flight, 4 queued) and those paused after
-		// their message (the queue more than half full) are held: no connection has a
-		// reader goroutine.
-		eventually(t, 10*time.Second, "the waiting publishers to hold no goroutine", func() bool {
-			return s.Held() >= devices-8 && readLoops() == 0
+		eventually(t, 10*time.Second, fmt.Sprintf("%d waiting publishers to keep their goroutines, the others none", readers), func() bool {
+			return s.Held() >= devices-8-readers && readLoops() == readers
 		})
 	}
 	for _, p := range held {
@@ -248,7 +261,7 @@ func TestFlowControlRoomWaitBounded(t *testing.T) {
 // their minute of waiting runs out.
 func TestFlowControlHeldPublishersClosed(t *testing.T) {
 	s := startServer(t, broker.Config{MaxQueuedMessages: 2, MaxInflight: 2, FlowControlWait: time.Minute,
-		PublishRate: -1, PublishByteRate: -1})
+		FlowControlReaders: -1, PublishRate: -1, PublishByteRate: -1})
 	sub, _ := ftDial(t, s.Addr, packet.Version5, "fc-sub", nil)
 	sub.ftSub(packet.Version5, "fc/#", 1)
 	a, _ := ftDial(t, s.Addr, packet.Version5, "fc-a", nil)
@@ -272,6 +285,44 @@ func TestFlowControlHeldPublishersClosed(t *testing.T) {
 		return s.Held() == 1 && s.Stats().Connected == 2
 	})
 	// a is still held: Shutdown (at the end of the test, within 5 s) ends it.
+}
+
+// A publication held while it waits for room is handled again after, but its Message
+// Expiry Interval still counts from its arrival [MQTT-3.3.2-5]: one that expired while it
+// waited is not delivered.
+func TestFlowControlHeldPublicationExpires(t *testing.T) {
+	s := startServer(t, broker.Config{MaxQueuedMessages: 2, MaxInflight: 2, FlowControlWait: 30 * time.Second,
+		FlowControlReaders: -1, PublishRate: -1, PublishByteRate: -1})
+	sub, _ := ftDial(t, s.Addr, packet.Version5, "fc-sub", func(p *packet.Connect) { p.KeepAlive = 120 })
+	sub.ftSub(packet.Version5, "fc/#", 1)
+	a, _ := ftDial(t, s.Addr, packet.Version5, "fc-a", nil)
+	b, _ := ftDial(t, s.Addr, packet.Version5, "fc-b", nil)
+	ack := func(p *packet.Publish) {
+		sub.write(packet.AppendAck(nil, &packet.Ack{Type: packet.PUBACK, PacketID: p.PacketID}, packet.Version5))
+	}
+	pubQoS1(t, a, 1, "fc/a")
+	ack(sub.ftReadPublish(packet.Version5)) // the subscriber counts as acknowledging
+	eventually(t, 5*time.Second, "the acknowledgement to be handled", func() bool { return s.Stats().Sent == 1 })
+	for id := uint16(2); id <= 5; id++ { // 2 in flight, 2 queued: full
+		if rc, _ := pubQoS1(t, a, id, "fc/a"); rc != packet.Success {
+			t.Fatalf("publication %d: reason %#x", id, byte(rc))
+		}
+	}
+	p := &packet.Publish{QoS: 1, PacketID: 1, Topic: "fc/b", Payload: []byte("expires")}
+	p.Props.MessageExpiry = 1
+	p.Props.Set(packet.PropMessageExpiry)
+	b.write(packet.AppendPublish(nil, p, packet.Version5))
+	eventually(t, 5*time.Second, "fc-b to be held", func() bool { return s.Held() == 2 })
+	time.Sleep(1100 * time.Millisecond) // fc-b's message expires while it waits
+	for range 4 {
+		m := sub.ftReadPublish(packet.Version5)
+		if m.Topic != "fc/a" {
+			t.Fatalf("delivered %q (expiry %d s) after it expired", m.Topic, m.Props.MessageExpiry)
+		}
+		ack(m)
+	}
+	b.expectType(packet.PUBACK) // taken (then expired in the queue), not refused
+	sub.expectSilence(300 * time.Millisecond)
 }
 
 // Two clients that publish to each other's full queues while both subscribe: a publisher

@@ -110,9 +110,9 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte, again bool) erro
 	}
 	// A QoS 2 publication's identifier is taken before routing, and a retained message
 	// stored: those wait on the reader goroutine.
-	tx.hold = packet.FixedHeader{}
+	tx.replay = packet.FixedHeader{}
 	if c.sock != nil && tx.pub != nil && p.QoS < 2 && !p.Retain {
-		tx.hold = h
+		tx.replay = h
 	}
 	// Past the memory budget, new publications are shed (nothing acknowledged is dropped);
 	// clearing a retained message frees memory and always goes through.
@@ -167,7 +167,7 @@ func (c *conn) handlePublish2(p *packet.Publish, name string, reason packet.Reas
 	}
 	if fresh && reason == packet.Success {
 		var err error
-		if reason, err = c.deliver(p, name, tx, now); err != nil {
+		if reason, err = c.deliver(p, name, tx, now); err != nil { // never errDormant: tx.replay is unset
 			c.releaseID(p.PacketID)
 			return err
 		}
@@ -203,7 +203,7 @@ func (c *conn) yieldFrom(tx *txn, i int) error {
 		if g.ss == c.ss {
 			continue
 		}
-		if c.sock != nil {
+		if c.sock != nil && c.s.holds() {
 			if c.hold(holdYield, g.ss, g.drained, packet.FixedHeader{}, i) {
 				return errDormant
 			}
@@ -272,6 +272,9 @@ func (c *conn) commitThenAckSlow(tx *txn, typ packet.Type, id uint16, reason pac
 }
 
 // deliver routes an accepted publication and returns the reason for its acknowledgement.
+// now is when it arrived (its Message Expiry Interval counts from then); when it has waited
+// for flow control already (handled again after its publisher was held), it is routed at
+// the current time.
 // A QoS 1/2 retained message the retained store refuses (its limits) is not accepted at all:
 // 5.0 publishers hear Quota Exceeded, 3.1.1 ones are disconnected unacknowledged (error).
 func (c *conn) deliver(p *packet.Publish, name string, tx *txn, now time.Time) (packet.ReasonCode, error) {
@@ -283,6 +286,9 @@ func (c *conn) deliver(p *packet.Publish, name string, tx *txn, now time.Time) (
 			return 0, fmt.Errorf("%w: retained message not stored (retained limits)", packet.QuotaExceeded)
 		}
 		return packet.QuotaExceeded, nil
+	}
+	if !tx.until.IsZero() {
+		now = time.Now()
 	}
 	switch n := c.s.route(msg, tx, now); {
 	case n < 0:

@@ -146,22 +146,24 @@ func (s *Server) route(msg *session.Message, tx *txn, now time.Time) int {
 		e := members[pick]
 		r.add(e.Key, msg, e.Value, e.Filter)
 	}
-	delivered := 0
+	delivered, tried := 0, 0
 	for i := range r.targets {
 		t := &r.targets[i]
 		if !t.s.mayReceive(s, msg.Topic) {
 			continue
 		}
+		tried++
 		d := session.Delivery{Msg: msg, QoS: t.qos, Retain: t.retain, SubIDs: t.subIDs, Group: t.group}
 		ok := t.s.deliver(s, d, now, tx)
 		for !ok && tx.room != nil { // a connected subscriber without room: the publisher waits
 			room := tx.room
 			tx.room = nil
-			if tx.hold.Type != 0 && delivered == 0 && tx.dropped == 0 && tx.cs.Empty() && len(tx.pump) == 0 {
-				// Nothing routed yet: the publisher waits without its reader goroutine,
-				// and the publication is handled again after (conn.hold).
+			if tx.replay.Type != 0 && tried == 1 && tx.cs.Empty() && s.holds() {
+				// Nothing routed yet (no other target tried, no retained message stored):
+				// the publisher waits without its reader goroutine, and the publication is
+				// handled again after (conn.hold). (A shared group's turn moves on then.)
 				tx.dropPromise(s)
-				if tx.pub.hold(holdPublish, t.s, room, tx.hold, 0) {
+				if tx.pub.hold(holdPublish, t.s, room, tx.replay, 0) {
 					return -1
 				}
 			} else {

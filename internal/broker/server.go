@@ -71,6 +71,7 @@ type stats struct {
 	connected, received, sent, dropped, connects atomic.Int64
 	dormant, wakes                               atomic.Int64 // connections without a reader goroutine; their wakes
 	held                                         atomic.Int64 // publishers waiting for flow control without one (conn.hold)
+	waiting                                      atomic.Int64 // publishers waiting for flow control on their reader (txn.wait)
 }
 
 // subscription is what the trie stores for a session's subscription.

@@ -233,11 +233,10 @@ func (ss *sess) relieveLocked(s *Server) {
 		close(ss.drained)
 		ss.drained = nil
 		if w != nil {
-			for i, c := range w.drainers {
+			for c := range w.drainers {
 				c.unhold()
-				w.drainers[i] = nil
 			}
-			w.drainers = w.drainers[:0]
+			clear(w.drainers)
 		}
 	}
 }
@@ -250,7 +249,7 @@ type waiters struct {
 	room     []roomWaiter
 	promised int
 	// drainers are the publishers held (conn.hold) until drained is closed.
-	drainers []*conn
+	drainers map[*conn]struct{}
 }
 
 // roomWaiter is a publication waiting for room in a session's queue: room is closed when it
@@ -272,9 +271,8 @@ func (ss *sess) waitersLocked() *waiters {
 func (ss *sess) undrain(c *conn) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	w := ss.waitersLocked()
-	if i := slices.Index(w.drainers, c); i >= 0 {
-		w.drainers = slices.Delete(w.drainers, i, i+1)
+	if w := ss.waiters; w != nil {
+		delete(w.drainers, c)
 	}
 }
 
@@ -284,10 +282,12 @@ func (ss *sess) undrain(c *conn) {
 func (ss *sess) stopWaitingRoom(s *Server, room chan struct{}) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	w := ss.waitersLocked()
-	if i := slices.IndexFunc(w.room, func(r roomWaiter) bool { return r.room == room }); room != nil && i >= 0 {
-		w.room = slices.Delete(w.room, i, i+1)
-		return
+	w := ss.waiters // not nil: it waited, or was promised a place
+	if room != nil {
+		if i := slices.IndexFunc(w.room, func(r roomWaiter) bool { return r.room == room }); i >= 0 {
+			w.room = slices.Delete(w.room, i, i+1)
+			return
+		}
 	}
 	w.promised--
 	ss.relieveLocked(s)

@@ -32,14 +32,14 @@ type txn struct {
 	// acknowledging session that had no room for a delivery: closed when it has some.
 	// until ends this publication's waiting (Config.FlowControlWait after the first wait).
 	// promise is the session that woke this publication for a place in its queue, until
-	// it takes it. hold is the publication's header when the publisher may wait without
-	// its reader goroutine (conn.hold) while nothing of it is routed yet: it is handled
-	// again after; Type 0: it may not.
+	// it takes it. replay is the publication's header when its publisher may wait without
+	// its reader goroutine (conn.hold) while nothing of it is routed yet, the publication
+	// being handled again after; Type 0: it may not.
 	pub     *conn
 	room    chan struct{}
 	until   time.Time
 	promise *sess
-	hold    packet.FixedHeader
+	replay  packet.FixedHeader
 }
 
 type congestion struct {
@@ -60,7 +60,7 @@ func (t *txn) reset() {
 	t.dropped = 0
 	clear(t.congested)
 	t.congested = t.congested[:0]
-	t.pub, t.room, t.until, t.promise, t.hold = nil, nil, time.Time{}, nil, packet.FixedHeader{}
+	t.pub, t.room, t.until, t.promise, t.replay = nil, nil, time.Time{}, nil, packet.FixedHeader{}
 }
 
 // dropPromise gives back a place the publication was woken for and did not take.
@@ -71,7 +71,7 @@ func (t *txn) dropPromise(s *Server) {
 	}
 }
 
-// wait blocks until ch is signalled or closed and reports true, or false once this
+// wait blocks until ch is closed and reports true, or false once this
 // publication has waited Config.FlowControlWait in all, or its connection or the server is
 // closing. Meanwhile the publisher's own session counts as not acknowledging (its reader
 // cannot read acknowledgements): nobody waits for it, so two clients that publish to each
@@ -82,6 +82,8 @@ func (t *txn) wait(s *Server, ch <-chan struct{}) bool {
 	}
 	c := t.pub
 	defer c.parked.Store(false)
+	s.stats.waiting.Add(1)
+	defer s.stats.waiting.Add(-1)
 	d := time.Until(t.until)
 	if d <= 0 {
 		return false
@@ -96,6 +98,12 @@ func (t *txn) wait(s *Server, ch <-chan struct{}) bool {
 	case <-s.quit:
 	}
 	return false
+}
+
+// holds reports whether a publisher that is to wait for flow control should be held
+// (conn.hold) rather than wait on its reader: Config.FlowControlReaders wait already.
+func (s *Server) holds() bool {
+	return s.stats.waiting.Load() >= int64(s.cfg.FlowControlReaders)
 }
 
 // pause begins a wait of the publisher for flow control (wait, or conn.hold): it reports

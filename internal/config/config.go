@@ -48,6 +48,7 @@ type Broker struct {
 	WriteTimeout         Duration `toml:"write_timeout"`
 	KeepReaders          bool     `toml:"keep_readers"`
 	FlowControlWait      Duration `toml:"flow_control_wait"`
+	FlowControlReaders   int      `toml:"flow_control_readers"`
 	TopicAliasMaximum    int      `toml:"topic_alias_maximum"`
 	MaxSubscriptions     int      `toml:"max_subscriptions"`
 	MaxTopicLength       int      `toml:"max_topic_length"`
