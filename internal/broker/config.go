@@ -76,8 +76,9 @@ type Config struct {
 	// before its first stored copy. Default 1s; negative disables (a full queue drops,
 	// counted).
 	FlowControlWait time.Duration
-	// FlowControlReaders is how many waiting publishers (FlowControlWait) keep their reader
-	// goroutine, the fastest to resume; more are held without one (4-8 KiB of stack less
+	// FlowControlReaders is about how many waiting publishers (FlowControlWait) keep their
+	// reader goroutine, the fastest to resume (a few more when many begin waiting at once);
+	// more are held without one (4-8 KiB of stack less
 	// each: thousands of devices waiting for one slow dashboard), where their connection
 	// can go dormant (see KeepReaders; not WebSocket) and the wait allows (not a QoS 2 or
 	// retained publication, or one already delivered elsewhere, waiting for room). Default

@@ -267,13 +267,7 @@ func (c *conn) sleep() bool {
 	if cap(c.body) > 512 {
 		c.body = nil // a small one is kept: most packets fit, and it is not allocated again
 	}
-	if tc, ok := c.nc.(*tls.Conn); ok {
-		if c.tlsSettled {
-			releaseTLSBuffers(tc, tlsKeepBusy) // grown by a large packet
-		} else {
-			c.tlsSettled = releaseTLSBuffers(tc, tlsKeepRaw) // the handshake's or CONNECT's
-		}
-	}
+	c.releaseTLS()
 	if c.wakeTime == nil {
 		c.wakeTime = time.AfterFunc(math.MaxInt64, c.awaken)
 	}
@@ -295,6 +289,17 @@ func (c *conn) sleep() bool {
 		return false
 	}
 	return true
+}
+
+// releaseTLS gives back crypto/tls's empty buffers (see releaseTLSBuffers) between reads.
+func (c *conn) releaseTLS() {
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		if c.tlsSettled {
+			releaseTLSBuffers(tc, tlsKeepBusy) // grown by a large packet
+		} else {
+			c.tlsSettled = releaseTLSBuffers(tc, tlsKeepRaw) // the handshake's or CONNECT's
+		}
+	}
 }
 
 // resume gives a dormant connection a reader goroutine again; a no-op on an awake one. Of
@@ -411,6 +416,13 @@ func (c *conn) hold(what holdKind, ss *sess, ch chan struct{}, h packet.FixedHea
 		c.holding = new(holding)
 	}
 	*c.holding = holding{what: what, ss: ss, ch: ch, h: h, at: at}
+	// The read buffers go back too, as in sleep (loop takes one again), when they hold
+	// nothing: thousands of devices with a message each.
+	if c.br.Buffered() == 0 {
+		c.readers().put(c.br)
+		c.br = nil
+	}
+	c.releaseTLS()
 	c.s.stats.held.Add(1)
 	c.held.Store(true)
 	// From here on another goroutine may own the connection: only locals and atomics. Those
@@ -423,6 +435,9 @@ func (c *conn) hold(what holdKind, ss *sess, ch chan struct{}, h packet.FixedHea
 		c.s.stats.held.Add(-1)
 		*c.holding = holding{}
 		c.parked.Store(false)
+		if c.br == nil {
+			c.br = c.readers().get(c.in)
+		}
 		return false
 	}
 	return true

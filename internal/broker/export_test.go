@@ -40,6 +40,24 @@ func TLSBuffersFound() bool { return tlsBufs.ok }
 // gone, and after.
 const TLSKeepRaw, TLSKeepBusy = tlsKeepRaw, tlsKeepBusy
 
+// HeldReadBuffers counts the held publishers (conn.hold) that keep a read buffer. It takes
+// each one as unhold would, and puts it back held: a wake meanwhile would be lost, so the
+// test must let no queue drain while it runs.
+func (s *Server) HeldReadBuffers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c := range s.conns {
+		if c.held.CompareAndSwap(true, false) {
+			if c.br != nil {
+				n++
+			}
+			c.held.Store(true)
+		}
+	}
+	return n
+}
+
 // TLSReadBuffers returns the capacities of crypto/tls's handshake-message and raw-record
 // buffers of each dormant TLS connection, by client id (an awake one's reader owns them).
 // It takes each one as resume would, and puts it back dormant: a wake meanwhile would be
