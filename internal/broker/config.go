@@ -76,13 +76,13 @@ type Config struct {
 	// before its first stored copy. Default 1s; negative disables (a full queue drops,
 	// counted).
 	FlowControlWait time.Duration
-	// FlowControlReaders is about how many waiting publishers (FlowControlWait) keep their
-	// reader goroutine, the fastest to resume (a few more when many begin waiting at once);
-	// more are held without one (4-8 KiB of stack less
-	// each: thousands of devices waiting for one slow dashboard), where their connection
-	// can go dormant (see KeepReaders; not WebSocket) and the wait allows (not a QoS 2 or
-	// retained publication, or one already delivered elsewhere, waiting for room). Default
-	// 256; negative: none.
+	// FlowControlReaders is how many waiting publishers (FlowControlWait) may keep their
+	// reader goroutine, the fastest to resume. Past it, a publisher that is to wait is held
+	// without one (its goroutine's 4-8 KiB stack and its read buffers less: thousands of
+	// devices waiting for one slow dashboard) where its connection can go dormant (see
+	// KeepReaders; not WebSocket) and the wait allows (not a QoS 2 or retained publication,
+	// or one already delivered elsewhere, waiting for room); those that cannot be held wait
+	// on theirs anyway, counted. Default 256; negative: none.
 	FlowControlReaders int
 	// MaxPendingWrite caps encoded bytes waiting for a client's socket; past it QoS 0
 	// messages to that client are dropped. Default 1 MiB. Stops slow consumers (T76).

@@ -31,7 +31,7 @@ type conn struct {
 	in      io.Reader // what br reads: nc, or a dataFirst over it for a dormant-capable one
 	opts    ListenerOptions
 	addrKey string        // source address key, released from Server.perAddr at the end
-	br      *bufio.Reader // nil while dormant
+	br      *bufio.Reader // nil while dormant or held (when it held nothing)
 	body    []byte
 	rdl     time.Time // the read deadline (keep alive) for the next packet; zero: not set yet
 
@@ -43,7 +43,7 @@ type conn struct {
 	dormant  atomic.Bool
 	shut     atomic.Bool // closeSocket closed the socket
 	wakeTime *time.Timer // resumes a dormant connection when its keep alive runs out, a held one when its wait does
-	// tlsSettled: a dormancy found the raw-record buffer at most tlsKeepRaw bytes (the one
+	// tlsSettled: a dormancy (or hold) found the raw-record buffer at most tlsKeepRaw bytes (the one
 	// the TLS handshake or CONNECT grew is gone), or there is nothing to release
 	tlsSettled bool
 
@@ -86,9 +86,10 @@ type conn struct {
 	// parked: the reader waits for room in a subscriber's queue (flow control), so it
 	// reads no acknowledgements meanwhile; nobody waits for this client's own queue.
 	parked atomic.Bool
-	// held: the publisher waits without a reader goroutine (hold); whoever clears it
+	// held: the publisher waits without a reader goroutine (hold): the hold's generation,
+	// 0 when not held (a stale hold cannot take back a later one); whoever clears it
 	// resumes the connection (unhold), which goes on with holding.
-	held    atomic.Bool
+	held    atomic.Uint32
 	holding *holding
 	// closing: close after flushing pending. Set under outMu; pumpLocked reads it without
 	// outMu to send a closing connection nothing more.
@@ -374,6 +375,7 @@ type holding struct {
 	ch   chan struct{}
 	h    packet.FixedHeader // holdPublish: the publication's, its body in conn.body
 	at   int                // holdYield: the place in txn.congested
+	gen  uint32             // the last hold's generation (conn.held)
 }
 
 type holdKind uint8
@@ -415,7 +417,11 @@ func (c *conn) hold(what holdKind, ss *sess, ch chan struct{}, h packet.FixedHea
 	if c.holding == nil {
 		c.holding = new(holding)
 	}
-	*c.holding = holding{what: what, ss: ss, ch: ch, h: h, at: at}
+	gen := c.holding.gen + 1
+	if gen == 0 {
+		gen = 1
+	}
+	*c.holding = holding{what: what, ss: ss, ch: ch, h: h, at: at, gen: gen}
 	// The read buffers go back too, as in sleep (loop takes one again), when they hold
 	// nothing: thousands of devices with a message each.
 	if c.br.Buffered() == 0 {
@@ -424,16 +430,13 @@ func (c *conn) hold(what holdKind, ss *sess, ch chan struct{}, h packet.FixedHea
 	}
 	c.releaseTLS()
 	c.s.stats.held.Add(1)
-	c.held.Store(true)
-	// From here on another goroutine may own the connection: only locals and atomics. Those
-	// that resume it set their condition before unhold: either that resumes, or this sees
-	// it. (ch is closed, and unhold called, under ss.mu.)
-	ss.mu.Lock()
-	over := closed(ch)
-	ss.mu.Unlock()
-	if (over || !time.Now().Before(until) || c.shut.Load()) && c.held.CompareAndSwap(true, false) {
+	c.held.Store(gen)
+	// From here on another goroutine may own the connection, and hold it again: only
+	// locals and atomics. Those that resume it set their condition before unhold: either
+	// that resumes, or this sees it and takes it back (this hold's generation only).
+	if c.holdOver(ss, ch, until) && c.held.CompareAndSwap(gen, 0) {
 		c.s.stats.held.Add(-1)
-		*c.holding = holding{}
+		*c.holding = holding{gen: gen}
 		c.parked.Store(false)
 		if c.br == nil {
 			c.br = c.readers().get(c.in)
@@ -443,9 +446,18 @@ func (c *conn) hold(what holdKind, ss *sess, ch chan struct{}, h packet.FixedHea
 	return true
 }
 
+// holdOver reports whether a wait for ch (closed under ss.mu) until then is over, or the
+// socket closed.
+func (c *conn) holdOver(ss *sess, ch chan struct{}, until time.Time) bool {
+	ss.mu.Lock()
+	over := closed(ch)
+	ss.mu.Unlock()
+	return over || !time.Now().Before(until) || c.shut.Load()
+}
+
 // unhold resumes a held connection; a no-op on one that is not. The first caller wins.
 func (c *conn) unhold() {
-	if c.held.CompareAndSwap(true, false) {
+	if g := c.held.Load(); g != 0 && c.held.CompareAndSwap(g, 0) {
 		c.s.stats.held.Add(-1)
 		c.s.read(c) // with the count in s.wg the held connection kept
 	}
@@ -456,17 +468,14 @@ func (c *conn) unhold() {
 // over (a timer of an earlier wait), it holds again.
 func (c *conn) resumeHeld() error {
 	w := *c.holding
-	*c.holding = holding{}
+	*c.holding = holding{gen: w.gen}
 	c.parked.Store(false)
 	tx := &c.tx
-	if !closed(w.ch) && time.Now().Before(tx.until) && !c.shut.Load() {
-		if c.hold(w.what, w.ss, w.ch, w.h, w.at) {
-			return errDormant
-		}
+	if !c.holdOver(w.ss, w.ch, tx.until) && c.hold(w.what, w.ss, w.ch, w.h, w.at) {
+		return errDormant
 	}
 	if w.what == holdYield {
-		if !closed(w.ch) {
-			w.ss.undrain(c)
+		if !c.drained(w.ss, w.ch) {
 			return nil // waited long enough
 		}
 		return c.yieldFrom(tx, w.at+1)

@@ -15,9 +15,9 @@
 // closeSocket; so a connection between packets costs no goroutine. Readers are pooled
 // (Server.reader): up to maxIdleReaders wait for the next wake, so that a wake costs
 // neither a new goroutine nor the growth of its stack. The dormant connection's count in
-// the WaitGroup passes to the reader that resumes it. A publisher that waits for a
-// subscriber's queue (flow control, Config.FlowControlWait) is held the same way
-// (conn.hold): its reader moves on, and closing the room or drained channel, the end of
+// the WaitGroup passes to the reader that resumes it. Past Config.FlowControlReaders
+// publishers waiting on their reader for a subscriber's queue (flow control,
+// Config.FlowControlWait), one that is to wait is held the same way (conn.hold): its reader moves on, and closing the room or drained channel, the end of
 // its wait or closeSocket finds it a reader again, so thousands of devices waiting for one slow
 // dashboard cost no stacks. One janitor goroutine runs will delays, session expiry and $SYS
 // statistics; each in-process subscriber has one goroutine. All but the flushers are

@@ -48,11 +48,11 @@ func (s *Server) HeldReadBuffers() int {
 	defer s.mu.Unlock()
 	n := 0
 	for c := range s.conns {
-		if c.held.CompareAndSwap(true, false) {
+		if g := c.held.Load(); g != 0 && c.held.CompareAndSwap(g, 0) {
 			if c.br != nil {
 				n++
 			}
-			c.held.Store(true)
+			c.held.Store(g)
 		}
 	}
 	return n

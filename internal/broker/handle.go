@@ -207,17 +207,26 @@ func (c *conn) yieldFrom(tx *txn, i int) error {
 			if c.hold(holdYield, g.ss, g.drained, packet.FixedHeader{}, i) {
 				return errDormant
 			}
-			if !closed(g.drained) {
-				g.ss.undrain(c)
+			if !c.drained(g.ss, g.drained) {
 				return nil
 			}
 			continue
 		}
-		if !tx.wait(c.s, g.drained) {
+		if !tx.wait(c.s, g.drained, c.sock != nil) { // a reader's place taken by holds
 			return nil
 		}
 	}
 	return nil
+}
+
+// drained reports whether the queue c yielded for (ss's, drained closing ch) drained;
+// otherwise c, which waited long enough, stops waiting for it.
+func (c *conn) drained(ss *sess, ch chan struct{}) bool {
+	if closed(ch) {
+		return true
+	}
+	ss.undrain(c)
+	return false
 }
 
 // releaseID forgets a QoS 2 packet identifier whose flow ended without a delivery.

@@ -158,7 +158,8 @@ func (s *Server) route(msg *session.Message, tx *txn, now time.Time) int {
 		for !ok && tx.room != nil { // a connected subscriber without room: the publisher waits
 			room := tx.room
 			tx.room = nil
-			if tx.replay.Type != 0 && tried == 1 && tx.cs.Empty() && s.holds() {
+			holdable := tx.replay.Type != 0 && tried == 1 && tx.cs.Empty()
+			if holdable && s.holds() {
 				// Nothing routed yet (no other target tried, no retained message stored):
 				// the publisher waits without its reader goroutine, and the publication is
 				// handled again after (conn.hold). (A shared group's turn moves on then.)
@@ -167,7 +168,7 @@ func (s *Server) route(msg *session.Message, tx *txn, now time.Time) int {
 					return -1
 				}
 			} else {
-				tx.wait(s, room)
+				tx.wait(s, room, holdable) // holdable: holds took a reader's place
 			}
 			if !tx.woke(s, t.s, room) {
 				tx.pub = nil // waited long enough: this publication drops at full queues now

@@ -76,14 +76,18 @@ func (t *txn) dropPromise(s *Server) {
 // closing. Meanwhile the publisher's own session counts as not acknowledging (its reader
 // cannot read acknowledgements): nobody waits for it, so two clients that publish to each
 // other never wait for each other.
-func (t *txn) wait(s *Server, ch <-chan struct{}) bool {
+//
+// The wait counts among Config.FlowControlReaders (reserved: holds counted it already).
+func (t *txn) wait(s *Server, ch <-chan struct{}, reserved bool) bool {
+	if !reserved {
+		s.stats.waiting.Add(1)
+	}
+	defer s.stats.waiting.Add(-1)
 	if !t.pause(s) {
 		return false
 	}
 	c := t.pub
 	defer c.parked.Store(false)
-	s.stats.waiting.Add(1)
-	defer s.stats.waiting.Add(-1)
 	d := time.Until(t.until)
 	if d <= 0 {
 		return false
@@ -100,10 +104,15 @@ func (t *txn) wait(s *Server, ch <-chan struct{}) bool {
 	return false
 }
 
-// holds reports whether a publisher that is to wait for flow control should be held
-// (conn.hold) rather than wait on its reader: Config.FlowControlReaders wait already.
+// holds reports whether a publisher that is to wait for flow control, and could be held
+// (conn.hold), should be: Config.FlowControlReaders publishers wait on their reader already.
+// Otherwise it has taken a place among them, which its wait gives back.
 func (s *Server) holds() bool {
-	return s.stats.waiting.Load() >= int64(s.cfg.FlowControlReaders)
+	if s.stats.waiting.Add(1) > int64(s.cfg.FlowControlReaders) {
+		s.stats.waiting.Add(-1)
+		return true
+	}
+	return false
 }
 
 // pause begins a wait of the publisher for flow control (wait, or conn.hold): it reports
