@@ -231,25 +231,35 @@ func pubQoS1(t *testing.T, c *rawConn, id uint16, topic string) (packet.ReasonCo
 	}
 }
 
+// fcFullQueue connects a subscriber (fc/#) and two publishers to s, which has a queue of 2
+// and 2 in flight: fc-a publishes one message, which the subscriber acknowledges (so it
+// counts as acknowledging), then 4 more, which it does not: its queue is full, and fc-a
+// paused by flow control. It returns the subscriber and both publishers.
+func fcFullQueue(t *testing.T, s *testServer) (sub, a, b *rawConn) {
+	t.Helper()
+	sub, _ = ftDial(t, s.Addr, packet.Version5, "fc-sub", func(p *packet.Connect) { p.KeepAlive = 120 })
+	sub.ftSub(packet.Version5, "fc/#", 1)
+	a, _ = ftDial(t, s.Addr, packet.Version5, "fc-a", nil)
+	b, _ = ftDial(t, s.Addr, packet.Version5, "fc-b", nil)
+	pubQoS1(t, a, 1, "fc/a")
+	p := sub.ftReadPublish(packet.Version5)
+	sub.write(packet.AppendAck(nil, &packet.Ack{Type: packet.PUBACK, PacketID: p.PacketID}, packet.Version5))
+	eventually(t, 5*time.Second, "the acknowledgement to be handled", func() bool { return s.Stats().Sent == 1 })
+	for id := uint16(2); id <= 5; id++ { // 2 in flight, 2 queued: full
+		if rc, _ := pubQoS1(t, a, id, "fc/a"); rc != packet.Success {
+			t.Fatalf("publication %d: reason %#x", id, byte(rc))
+		}
+	}
+	return sub, a, b
+}
+
 // A publication waits for room at most FlowControlWait: a subscriber that acknowledged
 // recently but stopped costs the publisher that long, then the message is refused (0x97).
 func TestFlowControlRoomWaitBounded(t *testing.T) {
 	const wait = 2 * time.Second // also how recent the subscriber's last acknowledgement must be
 	s := startServer(t, broker.Config{MaxQueuedMessages: 2, MaxInflight: 2, FlowControlWait: wait,
 		PublishRate: -1, PublishByteRate: -1})
-	sub, _ := ftDial(t, s.Addr, packet.Version5, "fc-sub", nil)
-	sub.ftSub(packet.Version5, "fc/#", 1)
-	a, _ := ftDial(t, s.Addr, packet.Version5, "fc-a", nil)
-	b, _ := ftDial(t, s.Addr, packet.Version5, "fc-b", nil)
-	pubQoS1(t, a, 1, "fc/a")
-	p := sub.ftReadPublish(packet.Version5) // acknowledged: the subscriber counts as reading
-	sub.write(packet.AppendAck(nil, &packet.Ack{Type: packet.PUBACK, PacketID: p.PacketID}, packet.Version5))
-	eventually(t, 5*time.Second, "the acknowledgement to be handled", func() bool { return s.Stats().Sent == 1 })
-	for id := uint16(2); id <= 5; id++ { // 2 in flight, 2 queued: full; the subscriber stops acknowledging
-		if rc, _ := pubQoS1(t, a, id, "fc/a"); rc != packet.Success {
-			t.Fatalf("publication %d: reason %#x", id, byte(rc))
-		}
-	}
+	_, _, b := fcFullQueue(t, s)
 	// Another publisher (a is paused by flow control now) finds the queue full and waits.
 	rc, took := pubQoS1(t, b, 1, "fc/b")
 	if rc != packet.QuotaExceeded || took < wait {
@@ -266,19 +276,7 @@ func TestFlowControlRoomWaitBounded(t *testing.T) {
 func TestFlowControlHeldPublishersClosed(t *testing.T) {
 	s := startServer(t, broker.Config{MaxQueuedMessages: 2, MaxInflight: 2, FlowControlWait: time.Minute,
 		FlowControlReaders: -1, PublishRate: -1, PublishByteRate: -1})
-	sub, _ := ftDial(t, s.Addr, packet.Version5, "fc-sub", nil)
-	sub.ftSub(packet.Version5, "fc/#", 1)
-	a, _ := ftDial(t, s.Addr, packet.Version5, "fc-a", nil)
-	b, _ := ftDial(t, s.Addr, packet.Version5, "fc-b", nil)
-	pubQoS1(t, a, 1, "fc/a")
-	p := sub.ftReadPublish(packet.Version5) // acknowledged: the subscriber counts as reading
-	sub.write(packet.AppendAck(nil, &packet.Ack{Type: packet.PUBACK, PacketID: p.PacketID}, packet.Version5))
-	eventually(t, 5*time.Second, "the acknowledgement to be handled", func() bool { return s.Stats().Sent == 1 })
-	for id := uint16(2); id <= 5; id++ { // 2 in flight, 2 queued: full; a is held after the last
-		if rc, _ := pubQoS1(t, a, id, "fc/a"); rc != packet.Success {
-			t.Fatalf("publication %d: reason %#x", id, byte(rc))
-		}
-	}
+	_, _, b := fcFullQueue(t, s) // fc-a is held after its last publication
 	b.write(packet.AppendPublish(nil, &packet.Publish{QoS: 1, PacketID: 1, Topic: "fc/b", Payload: []byte{1}}, packet.Version5))
 	eventually(t, 5*time.Second, "both publishers to be held", func() bool { return s.Held() == 2 && readLoops() == 0 })
 	if !s.Kick("fc-b", packet.AdministrativeAction, false) {
@@ -297,21 +295,7 @@ func TestFlowControlHeldPublishersClosed(t *testing.T) {
 func TestFlowControlHeldPublicationExpires(t *testing.T) {
 	s := startServer(t, broker.Config{MaxQueuedMessages: 2, MaxInflight: 2, FlowControlWait: 30 * time.Second,
 		FlowControlReaders: -1, PublishRate: -1, PublishByteRate: -1})
-	sub, _ := ftDial(t, s.Addr, packet.Version5, "fc-sub", func(p *packet.Connect) { p.KeepAlive = 120 })
-	sub.ftSub(packet.Version5, "fc/#", 1)
-	a, _ := ftDial(t, s.Addr, packet.Version5, "fc-a", nil)
-	b, _ := ftDial(t, s.Addr, packet.Version5, "fc-b", nil)
-	ack := func(p *packet.Publish) {
-		sub.write(packet.AppendAck(nil, &packet.Ack{Type: packet.PUBACK, PacketID: p.PacketID}, packet.Version5))
-	}
-	pubQoS1(t, a, 1, "fc/a")
-	ack(sub.ftReadPublish(packet.Version5)) // the subscriber counts as acknowledging
-	eventually(t, 5*time.Second, "the acknowledgement to be handled", func() bool { return s.Stats().Sent == 1 })
-	for id := uint16(2); id <= 5; id++ { // 2 in flight, 2 queued: full
-		if rc, _ := pubQoS1(t, a, id, "fc/a"); rc != packet.Success {
-			t.Fatalf("publication %d: reason %#x", id, byte(rc))
-		}
-	}
+	sub, _, b := fcFullQueue(t, s)
 	p := &packet.Publish{QoS: 1, PacketID: 1, Topic: "fc/b", Payload: []byte("expires")}
 	p.Props.MessageExpiry = 1
 	p.Props.Set(packet.PropMessageExpiry)
@@ -323,7 +307,7 @@ func TestFlowControlHeldPublicationExpires(t *testing.T) {
 		if m.Topic != "fc/a" {
 			t.Fatalf("delivered %q (expiry %d s) after it expired", m.Topic, m.Props.MessageExpiry)
 		}
-		ack(m)
+		sub.write(packet.AppendAck(nil, &packet.Ack{Type: packet.PUBACK, PacketID: m.PacketID}, packet.Version5))
 	}
 	b.expectType(packet.PUBACK) // taken (then expired in the queue), not refused
 	sub.expectSilence(300 * time.Millisecond)
