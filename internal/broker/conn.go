@@ -455,12 +455,15 @@ func (c *conn) holdOver(ss *sess, ch chan struct{}, until time.Time) bool {
 	return over || !time.Now().Before(until) || c.shut.Load()
 }
 
-// unhold resumes a held connection; a no-op on one that is not. The first caller wins.
-func (c *conn) unhold() {
+// unhold resumes a held connection and reports true; a no-op on one that is not. The
+// first caller wins.
+func (c *conn) unhold() bool {
 	if g := c.held.Load(); g != 0 && c.held.CompareAndSwap(g, 0) {
 		c.s.stats.held.Add(-1)
 		c.s.read(c) // with the count in s.wg the held connection kept
+		return true
 	}
+	return false
 }
 
 // resumeHeld goes on where hold left: the held publication is handled again (woken for a
@@ -470,6 +473,9 @@ func (c *conn) resumeHeld() error {
 	w := *c.holding
 	*c.holding = holding{gen: w.gen}
 	c.parked.Store(false)
+	if w.what == holdYield {
+		w.ss.resumeNext() // those held for the same queue are resumed one after the other
+	}
 	tx := &c.tx
 	if !c.holdOver(w.ss, w.ch, tx.until) && c.hold(w.what, w.ss, w.ch, w.h, w.at) {
 		return errDormant

@@ -117,6 +117,43 @@ func TestFlowControlFanInLossless(t *testing.T) {
 	}
 }
 
+// Many publishers held for one queue to drain (more than drainersAtOnce) are all resumed
+// when it drains, a few at a time, each resuming the next: none waits out its
+// FlowControlWait, and nothing is lost.
+func TestFlowControlManyHeldResumed(t *testing.T) {
+	const wait = 30 * time.Second
+	s := startServer(t, broker.Config{MaxQueuedMessages: 80, MaxInflight: 1, FlowControlWait: wait, FlowControlReaders: -1, MaxConnectionsPerAddress: 1000,
+		PublishRate: -1, PublishByteRate: -1, ConnectionRate: 1e6, ConnectionBurst: 1e6})
+	counts, stop := fcSubscriber(t, s.Addr)
+	defer stop()
+	const pubs, each = 100, 3
+	var wg sync.WaitGroup
+	for i := range pubs {
+		wg.Go(func() {
+			if err := fcPublisher(t, s.Addr, fmt.Sprintf("p%d", i), each, false); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(wait * 2 / 3):
+		t.Fatalf("publishers still waiting (%d held): a drained queue did not resume them", s.Held())
+	}
+	eventually(t, 20*time.Second, "every acknowledged message to be delivered", func() bool {
+		n := 0
+		for _, v := range counts() {
+			n += v
+		}
+		return n == pubs*each
+	})
+	if d := s.Stats().Dropped; d != 0 {
+		t.Fatalf("%d messages dropped, want 0", d)
+	}
+}
+
 // More devices than the subscriber's queue holds each send one message at once (issue 5,
 // scenario 6: 10,000 devices, a 1,000-message queue): pausing a publisher after its message
 // cannot help, so a publication that finds a connected, acknowledging subscriber's queue

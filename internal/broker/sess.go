@@ -234,9 +234,10 @@ func (ss *sess) relieveLocked(s *Server) {
 		ss.drained = nil
 		if w != nil {
 			for c := range w.drainers {
-				c.unhold()
+				w.resuming = append(w.resuming, c)
 			}
 			clear(w.drainers)
+			w.resumeLocked(drainersAtOnce)
 		}
 	}
 }
@@ -248,8 +249,38 @@ type waiters struct {
 	// that have not taken their place yet.
 	room     []roomWaiter
 	promised int
-	// drainers are the publishers held (conn.hold) until drained is closed.
+	// drainers are the publishers held (conn.hold) until drained is closed. Then they move
+	// to resuming, and are resumed drainersAtOnce at a time: each resumed one resumes the
+	// next (resumeNext), so that thousands held for one queue do not start thousands of
+	// reader goroutines, each with a stack, at once.
 	drainers map[*conn]struct{}
+	resuming []*conn
+}
+
+// drainersAtOnce is how many of the publishers held for one queue to drain are resumed at
+// once (see waiters).
+const drainersAtOnce = 16
+
+// resumeLocked resumes up to n of the held drainers waiting to be. Called with the
+// session's mu held.
+func (w *waiters) resumeLocked(n int) {
+	for n > 0 && len(w.resuming) > 0 {
+		c := w.resuming[0]
+		w.resuming[0] = nil
+		w.resuming = w.resuming[1:]
+		if c.unhold() { // else resumed already (its wait ran out, or its socket closed)
+			n--
+		}
+	}
+}
+
+// resumeNext resumes the next of the held drainers waiting to be: a resumed one calls it.
+func (ss *sess) resumeNext() {
+	ss.mu.Lock()
+	if w := ss.waiters; w != nil {
+		w.resumeLocked(1)
+	}
+	ss.mu.Unlock()
 }
 
 // roomWaiter is a publication waiting for room in a session's queue: room is closed when it
