@@ -158,11 +158,12 @@ func (s *Server) route(msg *session.Message, tx *txn, now time.Time) int {
 		for !ok && tx.room != nil { // a connected subscriber without room: the publisher waits
 			room := tx.room
 			tx.room = nil
-			holdable := tx.replay.Type != 0 && tried == 1 && tx.cs.Empty()
+			holdable := tx.replay.Type != 0 && tried == 1
 			if holdable && s.holds() {
-				// Nothing routed yet (no other target tried, no retained message stored):
-				// the publisher waits without its reader goroutine, and the publication is
-				// handled again after (conn.hold). (A shared group's turn moves on then.)
+				// Nothing routed yet (no other target tried; replay is unset for a retained
+				// or QoS 2 publication, which changed state before routing): the publisher
+				// waits without its reader goroutine, and the publication is handled again
+				// after (conn.hold). (A shared group's turn moves on then.)
 				tx.dropPromise(s)
 				if tx.pub.hold(holdPublish, t.s, room, tx.replay, 0) {
 					return -1
