@@ -2,9 +2,14 @@ package broker
 
 import (
 	"bufio"
+	"bytes"
+	"errors"
 	"io"
 	"net"
+	"os"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // partialAlertConn returns data together with errWouldBlock once, as crypto/tls does when
@@ -46,25 +51,7 @@ func TestDataFirst(t *testing.T) {
 // nothing did (without waiting), io.EOF once the peer closed, and allocates nothing: it
 // runs for every message a dormant-capable connection reads.
 func TestSockProbe(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	nc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := newSock(nc.(*net.TCPConn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, peer := sockPair(t)
 	s.probe = true
 	b := make([]byte, 8)
 	if n, err := s.Read(b); n != 0 || err != errWouldBlock {
@@ -105,5 +92,95 @@ func TestSockProbe(t *testing.T) {
 			t.Fatalf("after the peer closed: %d, %v; want io.EOF", n, err)
 		}
 		break
+	}
+}
+
+// sockPair returns a sock over an accepted loopback connection and its peer, both closed
+// when the test ends.
+func sockPair(t *testing.T) (*sock, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := newSock(nc.(*net.TCPConn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, peer
+}
+
+// TestSockReadWrite: a sock's raw reads and writes behave as the TCPConn's: a read waits
+// for data and honours its deadline, a write larger than the socket's buffers waits for
+// room and writes it all, honours its deadline when the peer reads nothing, and fails once
+// the peer is gone; errors say read or write, as the TCPConn's do; a write allocates
+// nothing.
+func TestSockReadWrite(t *testing.T) {
+	s, peer := sockPair(t)
+	b := make([]byte, 8)
+	s.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	n, err := s.Read(b)
+	var oe *net.OpError
+	if n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &oe) || oe.Op != "read" {
+		t.Fatalf("read past its deadline: %d, %v; want a read error, deadline exceeded", n, err)
+	}
+	s.SetReadDeadline(time.Time{})
+	go peer.Write([]byte("pong"))
+	if n, err := io.ReadFull(s, b[:4]); n != 4 || err != nil || string(b[:4]) != "pong" {
+		t.Fatalf("read: %d %q, %v", n, b[:n], err)
+	}
+
+	// 32 MiB: more than both sockets' buffers can hold, so the write waits for room.
+	big := make([]byte, 32<<20)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	s.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	n, err = s.Write(big)
+	if n == 0 || n == len(big) || !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &oe) || oe.Op != "write" {
+		t.Fatalf("write to a peer that reads nothing: %d of %d, %v; want part, then a write error, deadline exceeded", n, len(big), err)
+	}
+	s.SetWriteDeadline(time.Time{})
+	got := make(chan []byte)
+	go func() {
+		all, _ := io.ReadAll(peer)
+		got <- all
+	}()
+	if m, err := s.Write(big[n:]); m != len(big)-n || err != nil {
+		t.Fatalf("write while the peer reads: %d of %d, %v", m, len(big)-n, err)
+	}
+	if allocs := testing.AllocsPerRun(50, func() {
+		if _, err := s.Write(big[:64]); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs != 0 && !raceOn {
+		t.Errorf("a write allocates %.1f times; want none", allocs)
+	}
+	s.CloseWrite()
+	all := <-got
+	want := append(big[:len(big):len(big)], bytes.Repeat(big[:64], 51)...) // AllocsPerRun runs once more
+	if !bytes.Equal(all, want) {
+		t.Fatalf("the peer read %d bytes, not the %d written in order", len(all), len(want))
+	}
+
+	peer.Close()
+	for {
+		if _, err = s.Write(big[:64]); err != nil {
+			break // the first writes after the close may still be accepted
+		}
+	}
+	if !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) || !errors.As(err, &oe) || oe.Op != "write" {
+		t.Fatalf("write after the peer closed: %v; want a write error, EPIPE or ECONNRESET", err)
 	}
 }
