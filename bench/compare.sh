@@ -22,6 +22,10 @@ vitalmq's durable mode stores and fsyncs every message before acknowledging it, 
 keep those sessions in memory):
   1p  fan-in: 100 publishers on their own topics -> 1 subscriber on bench/#, QoS 0, plain TCP
   1t  the same over TLS
+  1r  fan-in as 1p, paced at 30,000 msg/s in total (below every broker's saturation here, so
+      nothing is dropped and CPU per message compares like with like), plain TCP
+  1rt the same over TLS: what TLS adds per message (unpaced, 1t's figure moves with how many
+      messages the tool's TLS subscriber reads before the broker drops them)
   2   the same at QoS 1 over TLS (vitalmq with storage.mode memory and durable)
   3   fan-out: 1 publisher -> 100 subscribers on one topic, QoS 0, TLS
   4   latency: fan-in QoS 1 at 5,000 msg/s in total, TLS (vitalmq memory and durable)
@@ -47,7 +51,7 @@ Environment:
   CONNS=10000     idle connections in scenario 5 (capped by ulimit -n)
   DEVICES=10000   devices in scenario 6 (capped by ulimit -n)
   ECG=2000        devices in scenario 7
-  SCENARIOS="1p 1t 2 3 4 5 5r 5c 6 6c 7"   which scenarios, in this order
+  SCENARIOS="1p 1t 1r 1rt 2 3 4 5 5r 5c 6 6c 7"   which scenarios, in this order
   BROKERS="mosquitto mochi vitalmq"  which brokers (vitalmq-durable is added where it applies)
   BASE=<git rev>  also run vitalmq built from that revision ("vitalmq-base", memory mode, right
                   after vitalmq in every scenario, and "vitalmq-base-durable" after
@@ -110,7 +114,7 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-1s}
 CONNS=${CONNS:-10000}
 DEVICES=${DEVICES:-10000}
-SCENARIOS=${SCENARIOS:-1p 1t 2 3 4 5 5r 5c 6 6c 7}
+SCENARIOS=${SCENARIOS:-1p 1t 1r 1rt 2 3 4 5 5r 5c 6 6c 7}
 ECG=${ECG:-2000}
 BROKERS=${BROKERS:-mosquitto mochi vitalmq}
 BROKER_CPU=${BROKER_CPU:-0}
@@ -142,7 +146,7 @@ done
 ((SOURCES >= 1 && SOURCES <= 253)) || die "SOURCES=$SOURCES: want 1..253"
 case $SNAT in auto | 0 | 1) ;; *) die "SNAT=$SNAT: want auto, 0 or 1" ;; esac
 for s in $SCENARIOS; do
-	case $s in 1p | 1t | 2 | 3 | 4 | 5 | 5r | 5c | 6 | 6c | 7) ;; *) die "unknown scenario $s" ;; esac
+	case $s in 1p | 1t | 1r | 1rt | 2 | 3 | 4 | 5 | 5r | 5c | 6 | 6c | 7) ;; *) die "unknown scenario $s" ;; esac
 done
 for s in $PROFILE; do
 	case " $SCENARIOS " in *" $s "*) ;; *) die "PROFILE=$PROFILE: scenario $s is not in SCENARIOS" ;; esac
@@ -196,6 +200,8 @@ def norm: if .error != null then {sc, target, rep} else
 [
   {sc: "1p", label: "1 fan-in 100→1, QoS 0, plain"},
   {sc: "1t", label: "1 fan-in 100→1, QoS 0, TLS"},
+  {sc: "1r", label: "1r fan-in 100→1, QoS 0, 30,000 msg/s, plain"},
+  {sc: "1rt", label: "1rt fan-in 100→1, QoS 0, 30,000 msg/s, TLS"},
   {sc: "2", label: "2 fan-in 100→1, QoS 1, TLS"},
   {sc: "3", label: "3 fan-out 1→100, QoS 0, TLS"},
   {sc: "4", label: "4 QoS 1 at 5,000 msg/s, TLS"},
@@ -520,6 +526,8 @@ tool_args() {
 	case $s in
 	1p) echo "${p[@]}" --addr "127.0.0.1:$plain" --pubs 100 --subs 1 --qos 0 ;;
 	1t) echo "${p[@]}" "${t[@]}" --pubs 100 --subs 1 --qos 0 ;;
+	1r) echo "${p[@]}" --addr "127.0.0.1:$plain" --pubs 100 --subs 1 --qos 0 --total-rate 30000 ;;
+	1rt) echo "${p[@]}" "${t[@]}" --pubs 100 --subs 1 --qos 0 --total-rate 30000 ;;
 	2) echo "${p[@]}" "${t[@]}" --pubs 100 --subs 1 --qos 1 --persistent-subs ;;
 	3) echo "${p[@]}" "${t[@]}" --pubs 1 --subs 100 --qos 0 --topic-mode shared-topic ;;
 	4) echo "${p[@]}" "${t[@]}" --pubs 100 --subs 1 --qos 1 --total-rate 5000 --persistent-subs ;;
