@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"unsafe"
 )
 
 // sock is an accepted TCP connection whose reads can be probed: with probe set, Read
@@ -69,7 +68,7 @@ func (s *sock) Read(b []byte) (int, error) {
 	} else {
 		err = s.rc.Read(r.wait) // the poller waits while there is nothing, to the deadline
 	}
-	n, errno := int(r.n), r.errno
+	n, errno := r.n, r.errno
 	r.b = nil
 	rawReads.Put(r)
 	if !s.probe {
@@ -105,13 +104,14 @@ func (s *sock) opError(op string, err error) error {
 // after the process had gone idle, and the monitor then polls every 20 µs for the next
 // millisecond: at 10,000 devices sending one message a second each, on a core of its own
 // shared by all the broker's threads, that was a fifth of the broker's CPU
-// (docs/PERFORMANCE.md, session 14).
+// (docs/PERFORMANCE.md, session 14). The calls are sysRead and sysWrite (sysio.go); with
+// the race detector or a sanitizer they go through package syscall (sysio_checked.go).
 
 // rawRead is a read(2)'s buffer and results, for RawConn's functions. Closures made at
 // each read would escape through RawConn and cost three allocations a message.
 type rawRead struct {
 	b     []byte
-	n     uintptr
+	n     int
 	errno syscall.Errno
 	once  func(fd uintptr)      // read, bound once
 	wait  func(fd uintptr) bool // read, false when there was nothing
@@ -126,7 +126,7 @@ var rawReads = sync.Pool{New: func() any {
 
 func (r *rawRead) read(fd uintptr) {
 	for {
-		if r.n, _, r.errno = syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&r.b[0])), uintptr(len(r.b))); r.errno != syscall.EINTR {
+		if r.n, r.errno = sysRead(fd, r.b); r.errno != syscall.EINTR {
 			return
 		}
 	}
@@ -166,10 +166,10 @@ var rawWrites = sync.Pool{New: func() any {
 // write writes what is left of b; false when the socket's buffer is full.
 func (w *rawWrite) write(fd uintptr) bool {
 	for w.n < len(w.b) {
-		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&w.b[w.n])), uintptr(len(w.b)-w.n))
+		n, errno := sysWrite(fd, w.b[w.n:])
 		switch errno {
 		case 0:
-			w.n += int(n)
+			w.n += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return false

@@ -1,0 +1,28 @@
+//go:build race || msan || asan
+
+package broker
+
+import "syscall"
+
+// sysRead and sysWrite go through package syscall in builds with the race detector or a
+// sanitizer: its Read and Write tell them what a read(2) wrote, and order every write
+// before the reads that may take its bytes (the race detector sees no other edge through
+// a socket). The tests' clients write with package net and then, for example, change what
+// the broker's fixtures answer; raw calls would hide that order and report races that are
+// not there.
+func sysRead(fd uintptr, b []byte) (n int, errno syscall.Errno) {
+	n, err := syscall.Read(int(fd), b)
+	return n, errnoOf(err)
+}
+
+func sysWrite(fd uintptr, b []byte) (n int, errno syscall.Errno) {
+	n, err := syscall.Write(int(fd), b)
+	return n, errnoOf(err)
+}
+
+func errnoOf(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	return err.(syscall.Errno) // package syscall's errors on Linux are Errno values
+}
