@@ -15,10 +15,9 @@
 // closeSocket; so a connection between packets costs no goroutine. Readers are pooled
 // (Server.reader): up to maxIdleReaders wait for the next wake, so that a wake costs
 // neither a new goroutine nor the growth of its stack. Such a connection reads and writes
-// its socket with raw system calls (sock), which never block (the runtime's poller waits
-// for data or room), so that the runtime does not wake its monitor thread for each. The
-// dormant connection's count in
-// the WaitGroup passes to the reader that resumes it. Past Config.FlowControlReaders
+// its socket with raw non-blocking system calls (sock; the runtime's poller waits for data
+// or room), so that the runtime does not wake its monitor thread for each. The dormant
+// connection's count in the WaitGroup passes to the reader that resumes it. Past Config.FlowControlReaders
 // publishers waiting on their reader for a subscriber's queue (flow control,
 // Config.FlowControlWait), one that is to wait is held the same way (conn.hold): its reader moves on, and closing the room or drained channel, the end of
 // its wait or closeSocket finds it a reader again, so thousands of devices waiting for one slow

@@ -13,10 +13,12 @@ import (
 // does not wait. It returns errWouldBlock at once when the last read left the socket
 // empty (it returned less than asked: what came since has been counted in arrivals, see
 // conn.sleep), and otherwise makes one read(2), returning errWouldBlock when there was
-// nothing. It sits under crypto/tls, so that a probe also takes the records crypto/tls
-// already holds (see conn.await). Its reads and writes are raw system calls (see rawRead);
-// everything else is the TCPConn's.
+// nothing. On a TLS listener it sits under crypto/tls, so that a probe also takes the
+// records crypto/tls already holds (see conn.await). Its reads and writes are raw system
+// calls (see rawRead); everything else is the TCPConn's.
 type sock struct {
+	// The TCPConn's ReadFrom, WriteTo and writev (net.Buffers) would bypass Read and Write:
+	// the broker uses none of them on a sock.
 	*net.TCPConn
 	rc      syscall.RawConn
 	probe   bool // set and cleared by the reader goroutine around a probe
@@ -58,7 +60,7 @@ func (s *sock) Read(b []byte) (int, error) {
 		return 0, errWouldBlock
 	}
 	r := rawReads.Get().(*rawRead)
-	r.b = b
+	r.b, r.n, r.errno = b, 0, 0 // Control and Read may fail without calling r's function
 	s.seen = s.arrivals.Load()
 	var err error
 	if s.probe {
@@ -106,7 +108,7 @@ func (s *sock) opError(op string, err error) error {
 // shared by all the broker's threads, that was a fifth of the broker's CPU
 // (docs/PERFORMANCE.md, session 14). The calls are sysRead and sysWrite (sysio.go); with
 // the race detector or a sanitizer they go through package syscall (sysio_checked.go).
-
+//
 // rawRead is a read(2)'s buffer and results, for RawConn's functions. Closures made at
 // each read would escape through RawConn and cost three allocations a message.
 type rawRead struct {
@@ -135,14 +137,14 @@ func (r *rawRead) read(fd uintptr) {
 // Write writes all of b, as the TCPConn would (see rawRead for why raw).
 func (s *sock) Write(b []byte) (int, error) {
 	w := rawWrites.Get().(*rawWrite)
-	w.b, w.n, w.errno = b, 0, 0
+	w.b, w.n, w.err = b, 0, nil
 	err := s.rc.Write(w.fn)
-	n, errno := w.n, w.errno
-	w.b = nil
-	rawWrites.Put(w)
-	if err == nil && errno != 0 {
-		err = os.NewSyscallError("write", errno)
+	n := w.n
+	if err == nil {
+		err = w.err
 	}
+	w.b, w.err = nil, nil
+	rawWrites.Put(w)
 	if err != nil {
 		return n, s.opError("write", err)
 	}
@@ -151,10 +153,10 @@ func (s *sock) Write(b []byte) (int, error) {
 
 // rawWrite is a Write's state for RawConn.Write's function, pooled as rawRead is.
 type rawWrite struct {
-	b     []byte
-	n     int
-	errno syscall.Errno
-	fn    func(fd uintptr) bool // write, bound once
+	b   []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool // write, bound once
 }
 
 var rawWrites = sync.Pool{New: func() any {
@@ -169,12 +171,16 @@ func (w *rawWrite) write(fd uintptr) bool {
 		n, errno := sysWrite(fd, w.b[w.n:])
 		switch errno {
 		case 0:
+			if n == 0 {
+				w.err = io.ErrUnexpectedEOF // as internal/poll says it; never seen on a socket
+				return true
+			}
 			w.n += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return false
 		default:
-			w.errno = errno
+			w.err = os.NewSyscallError("write", errno)
 			return true
 		}
 	}

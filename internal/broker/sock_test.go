@@ -124,8 +124,8 @@ func sockPair(t *testing.T) (*sock, net.Conn) {
 // TestSockReadWrite: a sock's raw reads and writes behave as the TCPConn's: a read waits
 // for data and honours its deadline, a write larger than the socket's buffers waits for
 // room and writes it all, honours its deadline when the peer reads nothing, and fails once
-// the peer is gone; errors say read or write, as the TCPConn's do; a write allocates
-// nothing.
+// the peer is gone or the sock closed; errors say read or write, as the TCPConn's do; a
+// write allocates nothing.
 func TestSockReadWrite(t *testing.T) {
 	s, peer := sockPair(t)
 	b := make([]byte, 8)
@@ -141,20 +141,24 @@ func TestSockReadWrite(t *testing.T) {
 		t.Fatalf("read: %d %q, %v", n, b[:n], err)
 	}
 
-	// 32 MiB: more than both sockets' buffers can hold, so the write waits for room.
-	big := make([]byte, 32<<20)
+	// Small socket buffers, so that 4 MiB is far more than they hold and the write waits
+	// for room.
+	s.SetWriteBuffer(64 << 10)
+	peer.(*net.TCPConn).SetReadBuffer(64 << 10)
+	big := make([]byte, 4<<20)
 	for i := range big {
 		big[i] = byte(i * 7)
 	}
-	s.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	s.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
 	n, err = s.Write(big)
 	if n == 0 || n == len(big) || !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &oe) || oe.Op != "write" {
 		t.Fatalf("write to a peer that reads nothing: %d of %d, %v; want part, then a write error, deadline exceeded", n, len(big), err)
 	}
 	s.SetWriteDeadline(time.Time{})
-	got := make(chan []byte)
+	got := make(chan []byte, 1)
 	go func() {
-		all, _ := io.ReadAll(peer)
+		all := make([]byte, len(big)+51*64) // AllocsPerRun runs its function once more
+		io.ReadFull(peer, all)
 		got <- all
 	}()
 	if m, err := s.Write(big[n:]); m != len(big)-n || err != nil {
@@ -167,20 +171,32 @@ func TestSockReadWrite(t *testing.T) {
 	}); allocs != 0 && !raceOn {
 		t.Errorf("a write allocates %.1f times; want none", allocs)
 	}
-	s.CloseWrite()
 	all := <-got
-	want := append(big[:len(big):len(big)], bytes.Repeat(big[:64], 51)...) // AllocsPerRun runs once more
-	if !bytes.Equal(all, want) {
-		t.Fatalf("the peer read %d bytes, not the %d written in order", len(all), len(want))
+	if want := append(big[:len(big):len(big)], bytes.Repeat(big[:64], 51)...); !bytes.Equal(all, want) {
+		t.Fatalf("the peer did not read the %d bytes written, in order", len(want))
 	}
 
+	// The peer is gone: once its RST is back, a write fails (the first may still be
+	// accepted by the socket).
 	peer.Close()
-	for {
+	for i := 0; ; i++ {
 		if _, err = s.Write(big[:64]); err != nil {
-			break // the first writes after the close may still be accepted
+			break
+		}
+		if i == 1000 {
+			t.Fatal("1,000 writes to a closed peer succeeded")
 		}
 	}
 	if !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) || !errors.As(err, &oe) || oe.Op != "write" {
 		t.Fatalf("write after the peer closed: %v; want a write error, EPIPE or ECONNRESET", err)
+	}
+
+	// Closed: both say net.ErrClosed.
+	s.Close()
+	if _, err := s.Read(b); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("read after Close: %v; want net.ErrClosed", err)
+	}
+	if _, err := s.Write(b); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("write after Close: %v; want net.ErrClosed", err)
 	}
 }
