@@ -20,9 +20,10 @@ func sysWrite(fd uintptr, b []byte) (n int, errno syscall.Errno) {
 	return n, errnoOf(err)
 }
 
+// errnoOf is err's Errno: package syscall's Read and Write return nothing else on Linux.
 func errnoOf(err error) syscall.Errno {
-	if err == nil {
-		return 0
+	if e, ok := err.(syscall.Errno); ok || err == nil {
+		return e
 	}
-	return err.(syscall.Errno) // package syscall's errors on Linux are Errno values
+	return syscall.EIO
 }
