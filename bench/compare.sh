@@ -52,7 +52,10 @@ Environment:
   DEVICES=10000   devices in scenario 6 (capped by ulimit -n)
   ECG=2000        devices in scenario 7
   SCENARIOS="1p 1t 1r 1rt 2 3 4 5 5r 5c 6 6c 7"   which scenarios, in this order
-  BROKERS="mosquitto mochi vitalmq"  which brokers (vitalmq-durable is added where it applies)
+  BROKERS="mosquitto mochi vitalmq"  which brokers (vitalmq-durable is added where it applies);
+                  add "forwarder" for the floor the targets name: bench/forwarder, a bare Go MQTT
+                  forwarder (crypto/tls, a goroutine per connection, no topic matching, sessions,
+                  queues or limits), with a "vitalmq/forwarder" ratio column
   BASE=<git rev>  also run vitalmq built from that revision ("vitalmq-base", memory mode, right
                   after vitalmq in every scenario, and "vitalmq-base-durable" after
                   vitalmq-durable): an A/B of a change in the same run, with a "vitalmq/base"
@@ -70,7 +73,8 @@ Environment:
                   ports (only those) round-robin over 127.0.0.2 … 127.0.0.(SOURCES+1), for all
                   three brokers alike, and removes it on exit. SNAT=0: no rules (vitalmq then
                   refuses connections past the 100th in scenarios 1-4, 6 and 6c)
-  PORT_BASE=28800 ports: mosquitto +1/+2/+3, mochi +11/+12/+13, vitalmq +21/+22/+23
+  PORT_BASE=28800 ports: mosquitto +1/+2/+3, mochi +11/+12/+13, vitalmq +21/+22/+23,
+                  forwarder +31/+32/+33
                   (plain / TLS / TLS requiring a client certificate)
   PROFILE="1t 2"  record a CPU profile of vitalmq (memory and durable) with perf in these
                   scenarios (perf record -g during warm-up and window; it costs the broker
@@ -157,7 +161,7 @@ if [[ -n $BASE ]]; then
 fi
 [[ -z $PROFILE ]] || command -v perf >/dev/null || die "PROFILE needs perf (Debian: linux-perf)"
 for b in $BROKERS; do
-	case $b in mosquitto | mochi | vitalmq) ;; *) die "unknown broker $b (mosquitto, mochi, vitalmq)" ;; esac
+	case $b in mosquitto | mochi | vitalmq | forwarder) ;; *) die "unknown broker $b (mosquitto, mochi, vitalmq, forwarder)" ;; esac
 done
 NCPU=$(nproc)
 ((BROKER_CPU < NCPU && TOOL_CPU < NCPU)) || die "BROKER_CPU=$BROKER_CPU / TOOL_CPU=$TOOL_CPU: this machine has $NCPU CPUs"
@@ -224,18 +228,20 @@ def norm: if .error != null then {sc, target, rep} else
        ["undel", "undelivered at end", "pct"]]
     end;
 (any(.[]; .target == "vitalmq-base")) as $hasbase
-| (if $hasbase then " vitalmq base | vitalmq/base |" else "" end) as $bh |
-"| scenario | metric | mosquitto | mochi | vitalmq | vitalmq durable | vitalmq/mosquitto | vitalmq/mochi |\($bh)",
-"|---|---|---|---|---|---|---|---|\(if $hasbase then "---|---|" else "" end)",
+| (any(.[]; .target == "forwarder")) as $hasfwd
+| (if $hasbase then " vitalmq base | vitalmq/base |" else "" end) as $bh
+| (if $hasfwd then " forwarder | vitalmq/forwarder |" else "" end) as $fh |
+"| scenario | metric | mosquitto | mochi | vitalmq | vitalmq durable | vitalmq/mosquitto | vitalmq/mochi |\($bh)\($fh)",
+"|---|---|---|---|---|---|---|---|\(if $hasbase then "---|---|" else "" end)\(if $hasfwd then "---|---|" else "" end)",
 ( $scs[] | .sc as $sc | .label as $lbl
   | select(any($runs[]; .sc == $sc))
   | metrics($sc) | to_entries[] | .key as $i | .value as [$m, $name, $kind]
   | med($sc; "mosquitto"; $m) as $mq | med($sc; "mochi"; $m) as $mc
   | med($sc; "vitalmq"; $m) as $v | med($sc; "vitalmq-durable"; $m) as $vd | med($sc; "vitalmq-base"; $m) as $vb
-  | med($sc; "vitalmq-base-durable"; $m) as $vbd
+  | med($sc; "vitalmq-base-durable"; $m) as $vbd | med($sc; "forwarder"; $m) as $fw
   | (if $vd != null then " (durable \(ratio($vd; $mq)))" else "" end) as $dq
   | (if $vd != null then " (durable \(ratio($vd; $mc)))" else "" end) as $dc
-  | "| \(if $i == 0 then $lbl else "" end) | \($name) | \($mq | fmt($kind)) | \($mc | fmt($kind)) | \($v | fmt($kind)) | \($vd | fmt($kind)) | \(ratio($v; $mq))\($dq) | \(ratio($v; $mc))\($dc) |\(if $hasbase then " \($vb | fmt($kind))\(if $vbd != null then " (durable \($vbd | fmt($kind)))" else "" end) | \(ratio($v; $vb))\(if $vbd != null then " (durable \(ratio($vd; $vbd)))" else "" end) |" else "" end)"
+  | "| \(if $i == 0 then $lbl else "" end) | \($name) | \($mq | fmt($kind)) | \($mc | fmt($kind)) | \($v | fmt($kind)) | \($vd | fmt($kind)) | \(ratio($v; $mq))\($dq) | \(ratio($v; $mc))\($dc) |\(if $hasbase then " \($vb | fmt($kind))\(if $vbd != null then " (durable \($vbd | fmt($kind)))" else "" end) | \(ratio($v; $vb))\(if $vbd != null then " (durable \(ratio($vd; $vbd)))" else "" end) |" else "" end)\(if $hasfwd then " \($fw | fmt($kind)) | \(ratio($v; $fw))\(if $vd != null then " (durable \(ratio($vd; $fw)))" else "" end) |" else "" end)"
 ),
 ( [$runs[] | select(.rate == null)] | if length > 0 then
     "", "Failed runs (no result): " + (map("\(.sc)/\(.target)/rep \(.rep)") | join(", ")) else empty end )
@@ -331,6 +337,7 @@ trap 'exit 143' TERM
 log "building vitalmq and the mochi server"
 (cd "$ROOT" && go build -o "$BIN/vitalmq" ./cmd/vitalmq)
 (cd "$ROOT/bench/mochi" && go build -o "$BIN/mochi-bench" .)
+(cd "$ROOT" && go build -o "$BIN/forwarder" ./bench/forwarder)
 if [[ -n $BASE ]]; then
 	log "building vitalmq-base from $BASE"
 	rm -rf "$WORK/base-src" && mkdir -p "$WORK/base-src"
@@ -366,7 +373,7 @@ snat_on() {
 	SNAT_ON=1
 	as_root iptables -t nat -A POSTROUTING -j "$CHAIN"
 	local ports="" i
-	for b in mosquitto mochi vitalmq; do
+	for b in mosquitto mochi vitalmq forwarder; do
 		read -r plain tls mtls <<<"$(ports_of "$b")"
 		ports+="${ports:+,}$plain,$tls,$mtls"
 	done
@@ -383,6 +390,7 @@ ports_of() { # ports_of BROKER -> "plain tls mtls"
 	case $1 in
 	mosquitto) echo "$((PORT_BASE + 1)) $((PORT_BASE + 2)) $((PORT_BASE + 3))" ;;
 	mochi) echo "$((PORT_BASE + 11)) $((PORT_BASE + 12)) $((PORT_BASE + 13))" ;;
+	forwarder) echo "$((PORT_BASE + 31)) $((PORT_BASE + 32)) $((PORT_BASE + 33))" ;;
 	vitalmq | vitalmq-durable | vitalmq-base | vitalmq-base-durable) echo "$((PORT_BASE + 21)) $((PORT_BASE + 22)) $((PORT_BASE + 23))" ;;
 	esac
 }
@@ -425,6 +433,10 @@ EOF
 		;;
 	mochi)
 		taskset -c "$BROKER_CPU" "$BIN/mochi-bench" --tcp "127.0.0.1:$plain" --tls "127.0.0.1:$tls" \
+			--mtls "127.0.0.1:$mtls" --client-ca "$CA" --cert "$CERT" --key "$KEY" >>"$blog" 2>&1 &
+		;;
+	forwarder)
+		taskset -c "$BROKER_CPU" "$BIN/forwarder" --tcp "127.0.0.1:$plain" --tls "127.0.0.1:$tls" \
 			--mtls "127.0.0.1:$mtls" --client-ca "$CA" --cert "$CERT" --key "$KEY" >>"$blog" 2>&1 &
 		;;
 	vitalmq | vitalmq-durable | vitalmq-base | vitalmq-base-durable)
