@@ -7,11 +7,12 @@ usage() {
 	cat <<'EOF'
 Usage: bench/compare.sh [--help]
 
-Builds vitalmq (./cmd/vitalmq) and the mochi-mqtt test server (bench/mochi), installs Debian's
-mosquitto if it is missing (apt-get, as root or with sudo), creates one CA and server
-certificate (vitalmq init) used by all three brokers, then runs every scenario against
-Mosquitto, mochi and vitalmq on loopback, alternating the brokers, and prints the medians and
-the ratios vitalmq/mosquitto and vitalmq/mochi as a Markdown table.
+Builds vitalmq (./cmd/vitalmq), the mochi-mqtt test server (bench/mochi) and, when BROKERS
+names it, the bare forwarder (bench/forwarder), installs Debian's mosquitto if it is missing
+(apt-get, as root or with sudo), creates one CA and server certificate (vitalmq init) used by
+all of them, then runs every scenario against Mosquitto, mochi and vitalmq (by default) on
+loopback, alternating the brokers, and prints the medians and the ratios vitalmq/mosquitto and
+vitalmq/mochi (and vitalmq/forwarder) as a Markdown table.
 
 Each broker runs alone, pinned to CPU $BROKER_CPU (taskset), with a plain and a TLS listener;
 the load tool ("vitalmq bench") runs pinned to CPU $TOOL_CPU. Every broker is started fresh
@@ -337,7 +338,10 @@ trap 'exit 143' TERM
 log "building vitalmq and the mochi server"
 (cd "$ROOT" && go build -o "$BIN/vitalmq" ./cmd/vitalmq)
 (cd "$ROOT/bench/mochi" && go build -o "$BIN/mochi-bench" .)
-(cd "$ROOT" && go build -o "$BIN/forwarder" ./bench/forwarder)
+if [[ " $BROKERS " == *" forwarder "* ]]; then
+	log "building the forwarder"
+	(cd "$ROOT" && go build -o "$BIN/forwarder" ./bench/forwarder)
+fi
 if [[ -n $BASE ]]; then
 	log "building vitalmq-base from $BASE"
 	rm -rf "$WORK/base-src" && mkdir -p "$WORK/base-src"

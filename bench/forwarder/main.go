@@ -5,20 +5,25 @@
 // What it does, and nothing more:
 //   - CONNECT: CONNACK success, whoever it is (no authentication, no client ids, no sessions:
 //     a "persistent" session is not kept).
-//   - SUBSCRIBE: SUBACK granting each filter the QoS asked (at most 2); the connection then
-//     receives every PUBLISH from every client, whatever its topic (no topic matching, no
-//     retained messages), at the lower of the publication's QoS and the highest it asked.
-//   - PUBLISH: PUBACK or PUBREC to the publisher, then the packet's bytes written to each
-//     subscriber, with the subscriber's own packet identifier. A slow subscriber blocks the
-//     publisher (no queues, nothing dropped).
-//   - PUBREL: PUBCOMP; a subscriber's PUBREC: PUBREL; PINGREQ: PINGRESP; DISCONNECT: close.
-//     Acknowledgements of deliveries are read and forgotten (nothing is kept in flight).
+//   - SUBSCRIBE: the connection becomes a subscriber, then gets a SUBACK granting each filter
+//     the QoS asked (at most 2). A subscriber receives every PUBLISH from every client,
+//     whatever its topic (no topic matching, no retained messages), at the lower of the
+//     publication's QoS and the highest it asked; an UNSUBSCRIBE of any filter ends that.
+//   - PUBLISH: PUBACK or PUBREC to the publisher, and the packet to each subscriber, with the
+//     subscriber's own packet identifier.
+//   - PUBREL: PUBCOMP; a subscriber's PUBREC: PUBREL (none after a 5.0 failure code);
+//     PINGREQ: PINGRESP; DISCONNECT: close. Acknowledgements of deliveries are read and
+//     forgotten (nothing is kept in flight, Receive Maximum is not honoured).
 //
-// One goroutine per connection reads through a bufio.Reader (crypto/tls for TLS); every write
-// is one conn.Write under the connection's mutex. All clients must use the same protocol
-// version: a PUBLISH's bytes are forwarded as they came.
+// Writes are batched as a broker's would be, so that this is a floor and not a strawman:
+//   - A connection's goroutine reads through a bufio.Reader (crypto/tls for TLS) and writes
+//     the acknowledgements of what it read in one write, before it may wait for more.
+//   - Deliveries are appended to the subscriber's buffer; the subscriber's writer goroutine
+//     writes everything that piled up in one write. A subscriber more than maxPending bytes
+//     behind is disconnected.
 //
-// It listens on loopback only: it lets every client in.
+// All clients must use the same protocol version: a PUBLISH's bytes are forwarded as they
+// came. It listens on loopback only: it lets every client in.
 package main
 
 import (
@@ -137,7 +142,10 @@ func listenLoopback(addr string) (net.Listener, error) {
 // maxPacket bounds a packet's body: it is read into memory whole.
 const maxPacket = 1 << 20
 
-// forwarder holds the subscribers; everything else lives in each connection's goroutine.
+// maxPending bounds the deliveries waiting for a subscriber's writer.
+const maxPending = 16 << 20
+
+// forwarder holds the subscribers; everything else lives in each connection's goroutines.
 type forwarder struct {
 	mu   sync.Mutex                // serializes changes to subs
 	subs atomic.Pointer[[]*client] // copied on change, read without a lock per publication
@@ -151,9 +159,13 @@ func (f *forwarder) serve(ln net.Listener) error {
 			return err
 		}
 		go func() {
-			c := &client{nc: nc}
+			c := &client{nc: nc, kick: make(chan struct{}, 1), done: make(chan struct{})}
 			c.read(f) // its error ends the connection; the forwarder does not report it
 			f.unsubscribe(c)
+			c.mu.Lock()
+			c.closed = true
+			c.mu.Unlock()
+			close(c.done) // ends the writer, if it runs
 			nc.Close()
 		}()
 	}
@@ -194,25 +206,34 @@ func (f *forwarder) unsubscribe(c *client) {
 // client is one connection.
 type client struct {
 	nc      net.Conn
-	version byte // from CONNECT
-	maxQoS  byte // the highest QoS its subscriptions asked for (set before it is a subscriber)
+	version byte   // from CONNECT; its reader's
+	acks    []byte // its reader's: what it writes before it may wait
 
-	mu     sync.Mutex // serializes writes: its own goroutine's acknowledgements, publishers' deliveries
-	out    []byte     // a delivery being written, under mu
-	nextID uint16     // the last packet identifier given a delivery, under mu
+	mu     sync.Mutex // guards what follows; no lock is held while writing to the network
+	maxQoS byte       // the highest QoS its subscriptions asked for
+	out    []byte     // deliveries for the writer
+	nextID uint16     // the last packet identifier given a delivery
+	writer bool       // a writer goroutine runs
+	closed bool       // the connection ended: nothing more is delivered
+	kick   chan struct{}
+	done   chan struct{} // closed when the connection ends
+	spare  []byte        // the writer's: the buffer it last wrote, the next out
 }
 
-func (c *client) write(b []byte) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, err := c.nc.Write(b)
+// flushAcks writes the acknowledgements of what was read, in one write.
+func (c *client) flushAcks() error {
+	if len(c.acks) == 0 {
+		return nil
+	}
+	_, err := c.nc.Write(c.acks)
+	c.acks = c.acks[:0]
 	return err
 }
 
-// ack writes a four-byte acknowledgement (PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK in 3.1.1):
-// the short form, success with no properties, is valid in 3.1.1 and 5.0 alike.
-func (c *client) ack(t packet.Type, flags byte, id []byte) error {
-	return c.write([]byte{byte(t)<<4 | flags, 2, id[0], id[1]})
+// ack queues a four-byte acknowledgement (PUBACK, PUBREC, PUBREL, PUBCOMP): the short form,
+// success with no properties, is valid in 3.1.1 and 5.0 alike.
+func (c *client) ack(t packet.Type, flags byte, id []byte) {
+	c.acks = append(c.acks, byte(t)<<4|flags, 2, id[0], id[1])
 }
 
 // read handles the connection's packets until it fails or disconnects.
@@ -220,6 +241,11 @@ func (c *client) read(f *forwarder) error {
 	r := bufio.NewReader(c.nc)
 	var body []byte
 	for {
+		if r.Buffered() == 0 { // the next read may wait
+			if err := c.flushAcks(); err != nil {
+				return err
+			}
+		}
 		h, err := packet.ReadHeader(r)
 		if err != nil {
 			return err
@@ -234,6 +260,11 @@ func (c *client) read(f *forwarder) error {
 			body = make([]byte, h.Remaining)
 		}
 		body = body[:h.Remaining]
+		if r.Buffered() < h.Remaining {
+			if err := c.flushAcks(); err != nil {
+				return err
+			}
+		}
 		if _, err := io.ReadFull(r, body); err != nil {
 			return err
 		}
@@ -256,39 +287,42 @@ func (c *client) handle(f *forwarder, h packet.FixedHeader, body []byte) error {
 			return err
 		}
 		c.version = cn.Version
-		return c.write(packet.AppendConnack(nil, &packet.Connack{Reason: packet.Success}, c.version))
+		c.acks = packet.AppendConnack(c.acks, &packet.Connack{Reason: packet.Success}, c.version)
 	case packet.PUBLISH:
 		return c.publish(f, h, body)
 	case packet.PUBREL:
 		if len(body) < 2 {
 			return errors.New("short PUBREL")
 		}
-		return c.ack(packet.PUBCOMP, 0, body)
+		c.ack(packet.PUBCOMP, 0, body)
 	case packet.PUBREC: // a QoS 2 delivery's first acknowledgement
 		if len(body) < 2 {
 			return errors.New("short PUBREC")
 		}
-		return c.ack(packet.PUBREL, 2, body)
+		if len(body) == 2 || body[2] < 0x80 { // a 5.0 reason code ≥ 0x80 ends the flow: no PUBREL
+			c.ack(packet.PUBREL, 2, body)
+		}
 	case packet.PUBACK, packet.PUBCOMP:
-		return nil
 	case packet.SUBSCRIBE:
 		var s packet.Subscribe
 		if err := packet.DecodeSubscribe(&s, body, c.version); err != nil {
 			return err
 		}
 		ack := packet.SubAck{Type: packet.SUBACK, PacketID: s.PacketID}
+		c.mu.Lock()
 		for _, sub := range s.Subs {
 			q := min(sub.QoS, 2)
-			c.mu.Lock()
 			c.maxQoS = max(c.maxQoS, q)
-			c.mu.Unlock()
 			ack.Reasons = append(ack.Reasons, packet.ReasonCode(q))
 		}
-		if err := c.write(packet.AppendSubAck(nil, &ack, c.version)); err != nil {
-			return err
+		start := !c.writer
+		c.writer = true
+		c.mu.Unlock()
+		if start {
+			go c.write()
 		}
-		f.subscribe(c)
-		return nil
+		f.subscribe(c) // before the SUBACK: what is published after it is delivered
+		c.acks = packet.AppendSubAck(c.acks, &ack, c.version)
 	case packet.UNSUBSCRIBE:
 		var u packet.Unsubscribe
 		if err := packet.DecodeUnsubscribe(&u, body, c.version); err != nil {
@@ -299,48 +333,51 @@ func (c *client) handle(f *forwarder, h packet.FixedHeader, body []byte) error {
 		for range u.Filters {
 			ack.Reasons = append(ack.Reasons, packet.Success)
 		}
-		return c.write(packet.AppendSubAck(nil, &ack, c.version))
+		c.acks = packet.AppendSubAck(c.acks, &ack, c.version)
 	case packet.PINGREQ:
-		return c.write(packet.AppendPing(nil, packet.PINGRESP))
+		c.acks = packet.AppendPing(c.acks, packet.PINGRESP)
 	case packet.DISCONNECT:
 		return errDisconnect
 	default:
 		return fmt.Errorf("unexpected %v", h.Type)
 	}
+	return nil
 }
 
-// publish acknowledges a PUBLISH and writes it to every subscriber.
+// publish acknowledges a PUBLISH and hands it to every subscriber.
 func (c *client) publish(f *forwarder, h packet.FixedHeader, body []byte) error {
 	qos := h.Flags >> 1 & 3
 	if len(body) < 2 {
 		return errors.New("short PUBLISH")
 	}
 	idAt := 2 + (int(body[0])<<8 | int(body[1])) // after the topic name
+	if len(body) < idAt || qos > 2 || qos > 0 && len(body) < idAt+2 {
+		return errors.New("malformed PUBLISH")
+	}
 	if qos > 0 {
-		if len(body) < idAt+2 || qos > 2 {
-			return errors.New("malformed PUBLISH")
-		}
 		t := packet.PUBACK
 		if qos == 2 {
 			t = packet.PUBREC
 		}
-		if err := c.ack(t, 0, body[idAt:idAt+2]); err != nil {
-			return err
-		}
+		c.ack(t, 0, body[idAt:idAt+2])
 	}
 	if subs := f.subs.Load(); subs != nil {
 		for _, s := range *subs {
-			s.deliver(qos, body, idAt) // a subscriber's failure is its own reader's to see
+			s.deliver(qos, body, idAt)
 		}
 	}
 	return nil
 }
 
-// deliver writes a publication's body as a PUBLISH at the lower of qos and the subscriber's
-// QoS, with its own packet identifier (or none at QoS 0), and without RETAIN or DUP.
-func (c *client) deliver(qos byte, body []byte, idAt int) error {
+// deliver appends a publication's body to the subscriber's buffer as a PUBLISH at the lower
+// of qos and the subscriber's QoS, with its own packet identifier (or none at QoS 0), and
+// without RETAIN or DUP, and wakes its writer.
+func (c *client) deliver(qos byte, body []byte, idAt int) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
 	q := min(qos, c.maxQoS)
 	rest := body[idAt:]
 	if qos > 0 {
@@ -350,7 +387,7 @@ func (c *client) deliver(qos byte, body []byte, idAt int) error {
 	if q > 0 {
 		n += 2
 	}
-	b := append(c.out[:0], byte(packet.PUBLISH)<<4|q<<1)
+	b := append(c.out, byte(packet.PUBLISH)<<4|q<<1)
 	for { // Remaining Length, a Variable Byte Integer
 		d := byte(n & 0x7F)
 		n >>= 7
@@ -368,8 +405,41 @@ func (c *client) deliver(qos byte, body []byte, idAt int) error {
 		}
 		b = append(b, byte(c.nextID>>8), byte(c.nextID))
 	}
-	b = append(b, rest...)
-	c.out = b
-	_, err := c.nc.Write(b)
-	return err
+	c.out = append(b, rest...)
+	if len(c.out) > maxPending { // it does not read: it is dropped, not waited for
+		c.closed = true
+		c.mu.Unlock()
+		c.nc.Close()
+		return
+	}
+	c.mu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default: // the writer is already due
+	}
+}
+
+// write is a subscriber's writer: it writes what deliver appended, all of it in one write,
+// until the connection ends.
+func (c *client) write() {
+	for {
+		select {
+		case <-c.kick:
+		case <-c.done:
+			return
+		}
+		c.mu.Lock()
+		buf := c.out
+		if len(buf) == 0 { // written with the previous kick's
+			c.mu.Unlock()
+			continue
+		}
+		c.out = c.spare[:0] // never buf's array: that is written outside the lock
+		c.mu.Unlock()
+		if _, err := c.nc.Write(buf); err != nil {
+			c.nc.Close() // its reader sees it and ends the connection
+			return
+		}
+		c.spare = buf
+	}
 }

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,8 +86,6 @@ func TestForwardsLoadTool(t *testing.T) {
 			switch {
 			case res.Sent == 0 || res.Latency.Count == 0:
 				t.Errorf("nothing measured: sent %d, latency samples %d", res.Sent, res.Latency.Count)
-			case res.Expected != res.Sent*int64(cfg.Subscribers):
-				t.Errorf("expected %d, want sent × subscribers = %d", res.Expected, res.Sent*int64(cfg.Subscribers))
 			case res.Lost != 0 || res.Undelivered != 0 || res.Received != res.Expected || res.DuplicateOrLate != 0:
 				t.Errorf("lost %d, undelivered %d, duplicate %d, received %d of %d",
 					res.Lost, res.Undelivered, res.DuplicateOrLate, res.Received, res.Expected)
@@ -96,14 +96,17 @@ func TestForwardsLoadTool(t *testing.T) {
 	}
 }
 
-// rawClient is a connection speaking MQTT 3.1.1 packet by packet.
+// rawClient is a connection speaking MQTT packet by packet.
 type rawClient struct {
 	t  *testing.T
 	nc net.Conn
 	r  *bufio.Reader
 }
 
-func dial(t *testing.T, addr string) *rawClient {
+func dial(t *testing.T, addr string) *rawClient { return dialVersion(t, addr, packet.Version311) }
+
+// dialVersion connects with the protocol level v and reads the CONNACK.
+func dialVersion(t *testing.T, addr string, v byte) *rawClient {
 	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -112,7 +115,7 @@ func dial(t *testing.T, addr string) *rawClient {
 	t.Cleanup(func() { nc.Close() })
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
 	c := &rawClient{t: t, nc: nc, r: bufio.NewReader(nc)}
-	c.send(packet.AppendConnect(nil, &packet.Connect{Version: packet.Version311, CleanStart: true, ClientID: "c"}))
+	c.send(packet.AppendConnect(nil, &packet.Connect{Version: v, CleanStart: true, ClientID: "c"}))
 	if h, _ := c.next(); h.Type != packet.CONNACK {
 		t.Fatalf("got %v, want CONNACK", h.Type)
 	}
@@ -181,29 +184,98 @@ func TestDeliveryQoSAndIdentifiers(t *testing.T) {
 	}
 }
 
-// A packet larger than the forwarder reads, or one before CONNECT, closes that connection.
+// A packet larger than the forwarder reads, one before CONNECT, or a PUBLISH whose topic
+// runs past its end closes that connection, and only that one.
 func TestRefusesBadInput(t *testing.T) {
 	addr := start(t, nil)
+	sub := dial(t, addr)
+	sub.send(packet.AppendSubscribe(nil, &packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: "#"}}}, packet.Version311))
+	if h, _ := sub.next(); h.Type != packet.SUBACK {
+		t.Fatalf("got %v, want SUBACK", h.Type)
+	}
+	connect := packet.AppendConnect(nil, &packet.Connect{Version: packet.Version311, CleanStart: true, ClientID: "bad"})
 	for name, b := range map[string][]byte{
-		"before CONNECT": packet.AppendPing(nil, packet.PINGREQ),
-		"too large":      {0x10, 0xff, 0xff, 0xff, 0x7f},
+		"before CONNECT":     packet.AppendPing(nil, packet.PINGREQ),
+		"too large":          {0x10, 0xff, 0xff, 0xff, 0x7f},
+		"topic past the end": append(connect, 0x30, 4, 0, 9, 'a', 'b'), // QoS 0, topic length 9 in 4 bytes
 	} {
 		nc, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		if bytes.HasPrefix(b, connect) {
+			if _, err := nc.Write(connect); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(nc, make([]byte, 4)); err != nil { // the CONNACK
+				t.Fatalf("%s: %v", name, err)
+			}
+			b = b[len(connect):]
+		}
 		if _, err := nc.Write(b); err != nil {
 			t.Fatal(err)
 		}
-		if n, err := nc.Read(make([]byte, 1)); err == nil {
-			t.Errorf("%s: read %d bytes, want the connection closed", name, n)
+		if n, err := nc.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("%s: read %d bytes, %v; want the connection closed", name, n, err)
 		}
 		nc.Close()
 	}
-	c := dial(t, addr) // and the forwarder still serves
-	c.send(packet.AppendPing(nil, packet.PINGREQ))
-	if h, _ := c.next(); h.Type != packet.PINGRESP {
+	sub.send(packet.AppendPing(nil, packet.PINGREQ)) // the forwarder still serves the others
+	if h, _ := sub.next(); h.Type != packet.PINGRESP {
 		t.Errorf("got %v, want PINGRESP", h.Type)
+	}
+}
+
+// In 5.0, a QoS 2 publication with properties and a body over 127 bytes (a two-byte Remaining
+// Length) reaches subscribers at QoS 0, 1 and 2 with its properties, and both QoS 2 flows
+// complete: PUBREC, PUBREL (flags 2), PUBCOMP.
+func TestMQTT5QoS2(t *testing.T) {
+	const v = packet.Version5
+	addr := start(t, nil)
+	subs := map[byte]*rawClient{}
+	for _, q := range []byte{0, 1, 2} {
+		c := dialVersion(t, addr, v)
+		c.send(packet.AppendSubscribe(nil, &packet.Subscribe{PacketID: 7, Subs: []packet.Subscription{{Filter: "vitals/#", QoS: q}}}, v))
+		if h, body := c.next(); h.Type != packet.SUBACK || !bytes.Equal(body, []byte{0, 7, 0, q}) {
+			t.Fatalf("SUBACK %v % x, want granted QoS %d with no properties", h.Type, body, q)
+		}
+		subs[q] = c
+	}
+	pub := dialVersion(t, addr, v)
+	p := packet.Publish{Topic: "vitals/ecg", QoS: 2, PacketID: 0x0a0b, Payload: bytes.Repeat([]byte{0xec}, 200)}
+	p.Props.ContentType = "application/cbor"
+	p.Props.Set(packet.PropContentType)
+	pub.send(packet.AppendPublish(nil, &p, v))
+	if h, body := pub.next(); h.Type != packet.PUBREC || !bytes.Equal(body, []byte{0x0a, 0x0b}) {
+		t.Fatalf("publisher got %v % x, want PUBREC for 0x0a0b", h.Type, body)
+	}
+	pub.send([]byte{0x62, 2, 0x0a, 0x0b})
+	if h, body := pub.next(); h.Type != packet.PUBCOMP || !bytes.Equal(body, []byte{0x0a, 0x0b}) {
+		t.Fatalf("publisher got %v % x, want PUBCOMP for 0x0a0b", h.Type, body)
+	}
+	for q, c := range subs {
+		h, body := c.next()
+		var got packet.Publish
+		if h.Type != packet.PUBLISH {
+			t.Fatalf("subscriber QoS %d got %v", q, h.Type)
+		}
+		if err := packet.DecodePublish(&got, h.Flags, body, v); err != nil {
+			t.Fatalf("subscriber QoS %d: % x: %v", q, body, err)
+		}
+		wantID := uint16(0)
+		if q > 0 {
+			wantID = 1
+		}
+		if got.Topic != p.Topic || got.QoS != q || got.PacketID != wantID || got.Props.ContentType != p.Props.ContentType ||
+			!bytes.Equal(got.Payload, p.Payload) {
+			t.Errorf("subscriber QoS %d got %q QoS %d id %d content type %q, %d bytes", q, got.Topic, got.QoS, got.PacketID,
+				got.Props.ContentType, len(got.Payload))
+		}
+	}
+	c := subs[2]
+	c.send([]byte{0x50, 2, 0, 1}) // PUBREC
+	if h, body := c.next(); h.Type != packet.PUBREL || h.Flags != 2 || !bytes.Equal(body, []byte{0, 1}) {
+		t.Errorf("QoS 2 subscriber got %v flags %d % x, want PUBREL (flags 2) for 1", h.Type, h.Flags, body)
 	}
 }
