@@ -314,7 +314,8 @@ func TestFtOrdering(t *testing.T) {
 }
 
 // TestFtQoS0SharedEncoding: QoS 0 deliveries share one encoding per message, protocol
-// version and RETAIN flag (cached on the message). Asserted here is that each subscriber
+// version and RETAIN flag (the first delivery encodes into its connection's buffer, the
+// second into a cache on the message, the rest copy it). Asserted here is that each subscriber
 // gets the right one: 3.1.1 and 5.0 subscribers of the same messages get every message
 // intact and in order (1 byte to 9 KiB) with RETAIN 0, and the retained one reaches later
 // subscribers of both versions with RETAIN 1. A slot mixed up between versions or RETAIN

@@ -307,20 +307,28 @@ func setProps5(p *packet.Publish, d session.Delivery, now time.Time) {
 }
 
 // sendShared sends a QoS 0 delivery whose bytes are the same for every subscriber of the
-// same protocol version: encoded once per message, then copied.
+// same protocol version. The first such delivery of a message encodes it straight into
+// the connection's buffer; later ones encode it once more, into the message's cache, and
+// copy that (see session.Message.Encoded).
 func (c *conn) sendShared(d session.Delivery) bool {
 	m := d.Msg
 	slot := session.EncodedSlot(c.version == packet.Version5, d.Retain)
-	b := m.Encoded(slot)
+	b, first := m.Encoded(slot)
+	var p packet.Publish
+	size := len(b)
 	if b == nil {
-		p := packet.Publish{Retain: d.Retain, Topic: m.Topic, Payload: m.Payload}
+		p.Retain, p.Topic, p.Payload = d.Retain, m.Topic, m.Payload
 		if c.version == packet.Version5 {
-			p.Props = m.Properties()
+			setSharedProps5(&p, m)
 		}
-		b = packet.AppendPublish(nil, &p, c.version)
-		m.SetEncoded(slot, b)
+		n, _ := packet.PublishSize(&p, c.version)
+		size = packet.FixedHeader{Remaining: n}.Size()
+		if !first {
+			b = packet.AppendPublish(make([]byte, 0, size), &p, c.version)
+			m.SetEncoded(slot, b)
+		}
 	}
-	if len(b) > c.maxOut {
+	if size > c.maxOut {
 		c.s.stats.dropped.Add(1)
 		return false // [MQTT-3.1.2-25]
 	}
@@ -330,11 +338,20 @@ func (c *conn) sendShared(d session.Delivery) bool {
 		c.s.stats.dropped.Add(1)
 		return false
 	}
-	c.pending = append(c.out(), b...)
+	if b != nil {
+		c.pending = append(c.out(), b...)
+	} else {
+		c.pending = packet.AppendPublish(c.out(), &p, c.version)
+	}
 	c.unlockFlush()
 	c.s.stats.sent.Add(1)
 	return true
 }
+
+// setSharedProps5 sets a shared delivery's 5.0 properties; never inlined, as setProps5.
+//
+//go:noinline
+func setSharedProps5(p *packet.Publish, m *session.Message) { p.Props = m.Properties() }
 
 // kick asks the connection to close: a 5.0 client is told why (DISCONNECT with rc,
 // [MQTT-3.14.0-1] server-initiated), pending bytes are flushed, then the socket is closed.

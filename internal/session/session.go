@@ -32,9 +32,13 @@ type Message struct {
 	Origin string
 
 	// encoded caches the QoS 0 PUBLISH encoding shared by every subscriber that gets the
-	// same bytes: by protocol (3.1.1, 5.0) and RETAIN flag.
+	// same bytes: by protocol (3.1.1, 5.0) and RETAIN flag. It holds encodedOnce after the
+	// first such delivery, which encodes without caching (see Encoded).
 	encoded [4]atomic.Pointer[[]byte]
 }
+
+// encodedOnce marks a slot whose encoding one delivery made and did not cache.
+var encodedOnce = new([]byte)
 
 // Properties returns a copy of the message's forwarded properties (empty when none).
 func (m *Message) Properties() packet.Properties {
@@ -44,12 +48,23 @@ func (m *Message) Properties() packet.Properties {
 	return *m.Props
 }
 
-// Encoded returns the cached QoS 0 encoding for slot (see EncodedSlot), or nil.
-func (m *Message) Encoded(slot int) []byte {
-	if p := m.encoded[slot].Load(); p != nil {
-		return *p
+// Encoded returns the cached QoS 0 encoding for slot (see EncodedSlot), or nil. With nil,
+// first reports whether this is the slot's first delivery: most messages have one
+// subscriber (a device's readings, one application), so the first delivery encodes
+// straight into its connection's buffer, and only a second one encodes a copy to cache
+// (SetEncoded) for itself and the rest.
+func (m *Message) Encoded(slot int) (b []byte, first bool) {
+	p := m.encoded[slot].Load()
+	if p == nil {
+		if m.encoded[slot].CompareAndSwap(nil, encodedOnce) {
+			return nil, true
+		}
+		p = m.encoded[slot].Load()
 	}
-	return nil
+	if p == encodedOnce {
+		return nil, false
+	}
+	return *p, false
 }
 
 // SetEncoded caches a QoS 0 encoding for slot.

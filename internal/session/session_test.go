@@ -160,3 +160,47 @@ func TestEmptiedQueueKeepsOnlyASmallArray(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodedCachesFromTheSecondDelivery: a message's first QoS 0 delivery in a slot is
+// told to encode for itself (nothing cached); the next ones are told to cache, and then
+// get the cached bytes. Slots do not share. Concurrent first deliveries: exactly one is
+// first.
+func TestEncodedCachesFromTheSecondDelivery(t *testing.T) {
+	m := &Message{Topic: "t", Payload: []byte("x")}
+	v5 := EncodedSlot(true, false)
+	if b, first := m.Encoded(v5); b != nil || !first {
+		t.Fatalf("first delivery: Encoded = %q, %v; want nil, true", b, first)
+	}
+	if b, first := m.Encoded(v5); b != nil || first {
+		t.Fatalf("second delivery, nothing cached yet: Encoded = %q, %v; want nil, false", b, first)
+	}
+	m.SetEncoded(v5, []byte("enc5"))
+	for range 2 {
+		if b, first := m.Encoded(v5); string(b) != "enc5" || first {
+			t.Fatalf("after SetEncoded: Encoded = %q, %v; want enc5, false", b, first)
+		}
+	}
+	for _, slot := range []int{EncodedSlot(false, false), EncodedSlot(false, true), EncodedSlot(true, true)} {
+		if b, first := m.Encoded(slot); b != nil || !first {
+			t.Fatalf("slot %d's first delivery: Encoded = %q, %v; want nil, true", slot, b, first)
+		}
+	}
+
+	m = &Message{Topic: "t", Payload: []byte("x")}
+	firsts := make(chan bool, 8)
+	for range cap(firsts) {
+		go func() {
+			_, first := m.Encoded(0)
+			firsts <- first
+		}()
+	}
+	n := 0
+	for range cap(firsts) {
+		if <-firsts {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d concurrent deliveries were told they were first; want 1", n)
+	}
+}
