@@ -12,6 +12,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -172,10 +173,15 @@ func (c *conn) loop() error {
 			return err
 		}
 	}
+	turn := 0 // packets handled since this goroutine last let others run
 	for {
 		read := false
 		if !c.wholePacketBuffered() {
 			c.flushDeferred() // the acknowledgements of what was read, before waiting for more
+			if turn >= readerTurn {
+				turn = 0
+				runtime.Gosched()
+			}
 			if err := c.await(); err != nil {
 				return c.readErr(err)
 			}
@@ -196,8 +202,19 @@ func (c *conn) loop() error {
 		if err := c.handle(h, body); err != nil {
 			return err
 		}
+		turn++
 	}
 }
+
+// readerTurn is how many packets a reader handles in a row, when its client sends without
+// pause, before it lets the other goroutines run: the other readers, and the flushers of
+// what it routed. Otherwise a publisher that keeps its socket full holds the core until the
+// runtime preempts it (10 ms), and a subscriber's flusher gets a turn only after every such
+// publisher had one: its buffer full meanwhile, QoS 0 deliveries are dropped for a
+// subscriber that could take them. Not fewer: a fan-out publisher's turn is what its
+// subscribers' flushers then write at once, and 64 made scenario 3's writes small enough
+// to cost it a fifth of its throughput (docs/PERFORMANCE.md, session 16).
+const readerTurn = 256
 
 // readErr tells a read that failed because the client's credentials expired.
 func (c *conn) readErr(err error) error {

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -367,6 +368,50 @@ func TestFtQoS0SharedEncoding(t *testing.T) {
 		}
 	}
 	checkAlive(t, s.Addr)
+}
+
+// TestFtBurstReachesSubscriberOnOneCore: a publisher that sends QoS 0 messages without
+// pause does not starve the subscriber's writer. On one core (GOMAXPROCS 1, as a broker
+// pinned to a core runs), its reader lets others run after readerTurn packets; had it
+// kept the core until the runtime preempted it, the subscriber's pending bytes would pass
+// MaxPendingWrite (64 KiB here, about 850 messages) and the rest of the burst would
+// be dropped, though the subscriber reads all the time. Every message must arrive, in
+// order, and none be counted dropped.
+func TestFtBurstReachesSubscriberOnOneCore(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	s := startServer(t, broker.Config{MaxPendingWrite: 64 << 10, PublishRate: -1})
+	sub, _ := ftDial(t, s.Addr, packet.Version311, "turn-sub", nil)
+	sub.ftSub(packet.Version311, "turn/#", 0)
+	pub, _ := ftDial(t, s.Addr, packet.Version311, "turn-pub", nil)
+	const n = 4000
+	payload := func(i int) []byte { return fmt.Appendf(nil, "%06d%s", i, strings.Repeat("v", 58)) } // 64 bytes
+	var burst []byte
+	for i := range n {
+		burst = packet.AppendPublish(burst, &packet.Publish{Topic: "turn/ecg", Payload: payload(i)}, packet.Version311)
+	}
+	wrote := make(chan error, 1)
+	go func() {
+		pub.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_, err := pub.nc.Write(burst) // one write of 300 KB: the reader finds its socket full
+		wrote <- err
+	}()
+	for i := range n {
+		p, err := sub.readPacket(5 * time.Second)
+		if err != nil {
+			t.Fatalf("message %d of %d not delivered (%v); broker stats %+v", i, n, err, s.Stats())
+		}
+		_, flags, body := ftSplit(t, p)
+		var got packet.Publish
+		if err := packet.DecodePublish(&got, flags, body, packet.Version311); err != nil || !slices.Equal(got.Payload, payload(i)) {
+			t.Fatalf("delivery %d: %q (%v), want message %d; broker stats %+v", i, got.Payload, err, i, s.Stats())
+		}
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Dropped != 0 {
+		t.Fatalf("%d messages dropped", st.Dropped)
+	}
 }
 
 // TestFtWriteBuffersStayWithTheirConnection: connections write from pooled buffers, each
