@@ -9,7 +9,9 @@
 // sessions) while it has something to read and, only while it has bytes to write, a
 // flusher (drains the connection's pending bytes, many packets per write, then ends; the
 // reader writes its own client's acknowledgements itself, once per read, before it may
-// block). A TCP or TLS connection whose socket has nothing more goes dormant (unless
+// block). A reader whose client sends without pause lets the other goroutines run after
+// readerTurn packets, so that such publishers do not starve the flushers of what they
+// route. A TCP or TLS connection whose socket has nothing more goes dormant (unless
 // Config.KeepReaders): its reader moves on, and the Server's idlewait.Waiter (one
 // goroutine) finds it a reader again when data arrives, as do its keep alive timer and
 // closeSocket; so a connection between packets costs no goroutine. Readers are pooled
