@@ -206,10 +206,12 @@ func (c *conn) loop() error {
 	}
 }
 
-// readerTurn is how many packets a reader handles in a row, when its client sends without
-// pause, before it lets the other goroutines run: the other readers, and the flushers of
-// what it routed. Otherwise a publisher that keeps its socket full holds the core until the
-// runtime preempts it (10 ms), and a subscriber's flusher gets a turn only after every such
+// readerTurn is how many packets a reader handles on a connection before it lets the other
+// goroutines run: the other readers, and the flushers of what it routed. It counts from
+// when it took the connection or last let others run (a connection that pauses goes
+// dormant; on KeepReaders and WebSocket ones a yield now and then costs next to nothing).
+// Otherwise a publisher that keeps its socket full holds the core until the runtime
+// preempts it (10 ms), and a subscriber's flusher gets a turn only after every such
 // publisher had one: its buffer full meanwhile, QoS 0 deliveries are dropped for a
 // subscriber that could take them. Not fewer: a fan-out publisher's turn is what its
 // subscribers' flushers then write at once, and 64 made scenario 3's writes small enough

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -451,6 +452,59 @@ func TestFtPayloadFormat5(t *testing.T) {
 		t.Errorf("payload format indicator not forwarded [MQTT-3.3.2-4]")
 	}
 	checkAlive(t, s.Addr)
+}
+
+// TestFtQoS0SharedEncodingProps5: a retained 5.0 QoS 0 publication with properties goes
+// through every path of the shared encoding (a first delivery encoded in place, a second
+// that caches, the rest copying; for live and for late, retained deliveries) and through a
+// first-in-slot delivery that is dropped: one subscriber's Maximum Packet Size (40) is too
+// small for it [MQTT-3.1.2-25]. Every other subscriber gets the message whole, with its
+// Content Type and the right RETAIN flag [MQTT-3.3.1-9] [MQTT-3.3.1-8]; the small one gets
+// only the next, small message.
+func TestFtQoS0SharedEncodingProps5(t *testing.T) {
+	s := startServer(t, broker.Config{})
+	small, _ := ftDial(t, s.Addr, ft5, "enc5-small", func(p *packet.Connect) {
+		p.Props.MaximumPacketSize = 40
+		p.Props.Set(packet.PropMaximumPacketSize)
+	})
+	small.ftSub(ft5, "enc5/#", 0)
+	var subs []*rawConn
+	for i := range 3 {
+		c, _ := ftDial(t, s.Addr, ft5, fmt.Sprintf("enc5-sub-%d", i), nil)
+		c.ftSub(ft5, "enc5/#", 0)
+		subs = append(subs, c)
+	}
+	pub, _ := ftDial(t, s.Addr, ft5, "enc5-pub", nil)
+	msg := &packet.Publish{Topic: "enc5/state", Retain: true, Payload: bytes.Repeat([]byte("s"), 64)}
+	msg.Props.ContentType = "application/fhir+json"
+	msg.Props.Set(packet.PropContentType)
+	pub.ftPublish(ft5, msg)
+	check := func(c *rawConn, v byte, who string, retain bool) {
+		t.Helper()
+		p := c.ftReadPublish(v)
+		if p.Topic != msg.Topic || !bytes.Equal(p.Payload, msg.Payload) || p.Retain != retain || p.QoS != 0 {
+			t.Fatalf("%s got %q (%d bytes) retain %v QoS %d; want %q, 64 bytes, retain %v, QoS 0", who, p.Topic, len(p.Payload), p.Retain, p.QoS, msg.Topic, retain)
+		}
+		if v == ft5 && p.Props.ContentType != msg.Props.ContentType {
+			t.Fatalf("%s got Content Type %q, want %q", who, p.Props.ContentType, msg.Props.ContentType)
+		}
+	}
+	for i, c := range subs {
+		check(c, ft5, fmt.Sprintf("subscriber %d", i), false)
+	}
+	eventually(t, 5*time.Second, "the too-large delivery counted dropped", func() bool { return s.Stats().Dropped == 1 })
+	for i, v := range []byte{ft5, ft5, ft5, packet.Version311, packet.Version311} {
+		late, _ := ftDial(t, s.Addr, v, fmt.Sprintf("enc5-late-%d", i), nil)
+		late.ftSub(v, "enc5/state", 0)
+		check(late, v, fmt.Sprintf("late subscriber %d (version %d)", i, v), true)
+	}
+	pub.ftPublish(ft5, &packet.Publish{Topic: "enc5/next", Payload: []byte("ok")})
+	if p := small.ftReadPublish(ft5); p.Topic != "enc5/next" || string(p.Payload) != "ok" {
+		t.Fatalf("small subscriber got %q %q, want only the message that fits", p.Topic, p.Payload)
+	}
+	if d := s.Stats().Dropped; d != 1 {
+		t.Fatalf("%d deliveries dropped, want 1", d)
+	}
 }
 
 // TestFtContentType5 (paho.golang): the Content Type reaches the subscriber unaltered.
