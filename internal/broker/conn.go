@@ -173,7 +173,7 @@ func (c *conn) loop() error {
 			return err
 		}
 	}
-	turn := 0 // packets handled since this goroutine last let others run
+	turn := 0 // publications handled since this goroutine last let others run
 	for {
 		read := false
 		if !c.wholePacketBuffered() {
@@ -202,20 +202,25 @@ func (c *conn) loop() error {
 		if err := c.handle(h, body); err != nil {
 			return err
 		}
-		turn++
+		if h.Type == packet.PUBLISH {
+			turn++
+		}
 	}
 }
 
-// readerTurn is how many packets a reader handles on a connection before it lets the other
-// goroutines run: the other readers, and the flushers of what it routed. It counts from
-// when it took the connection or last let others run (a connection that pauses goes
-// dormant; on KeepReaders and WebSocket ones a yield now and then costs next to nothing).
-// Otherwise a publisher that keeps its socket full holds the core until the runtime
-// preempts it (10 ms), and a subscriber's flusher gets a turn only after every such
+// readerTurn is how many publications a reader handles on a connection before it lets
+// the other goroutines run: the other readers, and the flushers of what it routed. It
+// counts from when it took the connection or last let others run (a connection that
+// pauses goes dormant; on KeepReaders and WebSocket ones a yield now and then costs next
+// to nothing). Otherwise a publisher that keeps its socket full holds the core until the
+// runtime preempts it (10 ms), and a subscriber's flusher gets a turn only after every such
 // publisher had one: its buffer full meanwhile, QoS 0 deliveries are dropped for a
 // subscriber that could take them. Not fewer: a fan-out publisher's turn is what its
 // subscribers' flushers then write at once, and 64 made scenario 3's writes small enough
-// to cost it a fifth of its throughput (docs/PERFORMANCE.md, session 16).
+// to cost it a fifth of its throughput. Only publications count: a subscriber's reader
+// handling its acknowledgements frees room in its window for everyone's messages, and
+// sent to the back of the run queue behind 10,000 devices it fell so far behind that its
+// queue filled (scenario 6; docs/PERFORMANCE.md, session 16).
 const readerTurn = 256
 
 // readErr tells a read that failed because the client's credentials expired.
