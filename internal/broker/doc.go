@@ -10,7 +10,7 @@
 // flusher (drains the connection's pending bytes, many packets per write, then ends; the
 // reader writes its own client's acknowledgements itself, once per read, before it may
 // block). A reader whose client sends without pause lets the other goroutines run after
-// readerTurn packets, so that such publishers do not starve the flushers of what they
+// readerTurn publications, so that such publishers do not starve the flushers of what they
 // route. A TCP or TLS connection whose socket has nothing more goes dormant (unless
 // Config.KeepReaders): its reader moves on, and the Server's idlewait.Waiter (one
 // goroutine) finds it a reader again when data arrives, as do its keep alive timer and

@@ -372,7 +372,7 @@ func TestFtQoS0SharedEncoding(t *testing.T) {
 
 // TestFtBurstReachesSubscriberOnOneCore: a publisher that sends QoS 0 messages without
 // pause does not starve the subscriber's writer. On one core (GOMAXPROCS 1, as a broker
-// pinned to a core runs), its reader lets others run after readerTurn packets; had it
+// pinned to a core runs), its reader lets others run after readerTurn publications; had it
 // kept the core until the runtime preempted it, the subscriber's pending bytes would pass
 // MaxPendingWrite (64 KiB here, about 850 messages) and the rest of the burst would
 // be dropped, though the subscriber reads all the time. Every message must arrive, in
