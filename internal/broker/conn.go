@@ -217,7 +217,7 @@ func (c *conn) loop() error {
 // publisher had one: its buffer full meanwhile, QoS 0 deliveries are dropped for a
 // subscriber that could take them. Not fewer: a fan-out publisher's turn is what its
 // subscribers' flushers then write at once, and 64 made scenario 3's writes small enough
-// to cost it a fifth of its throughput. Only publications count: a subscriber's reader
+// to cost it 15 % of its throughput (A/B run). Only publications count: a subscriber's reader
 // handling its acknowledgements frees room in its window for everyone's messages, and
 // sent to the back of the run queue behind 10,000 devices it fell so far behind that its
 // queue filled (scenario 6; docs/PERFORMANCE.md, session 16).

@@ -458,7 +458,9 @@ func TestFtPayloadFormat5(t *testing.T) {
 // through every path of the shared encoding (a first delivery encoded in place, a second
 // that caches, the rest copying; for live and for late, retained deliveries) and through a
 // first-in-slot delivery that is dropped: one subscriber's Maximum Packet Size (40) is too
-// small for it [MQTT-3.1.2-25]. Every other subscriber gets the message whole, with its
+// small for it [MQTT-3.1.2-25]. That subscriber subscribes first, and the trie keeps a
+// filter's subscribers in that order, so its delivery is the slot's first (letting the
+// first delivery skip the size check makes this test fail). Every other subscriber gets the message whole, with its
 // Content Type and the right RETAIN flag [MQTT-3.3.1-9] [MQTT-3.3.1-8]; the small one gets
 // only the next, small message.
 func TestFtQoS0SharedEncodingProps5(t *testing.T) {
