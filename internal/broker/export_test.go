@@ -29,6 +29,9 @@ func (s *Server) Dormant() int { return int(s.stats.dormant.Load()) }
 func (s *Server) Wakes() int64 { return s.stats.wakes.Load() }
 func (s *Server) Held() int    { return int(s.stats.held.Load()) }
 
+// Waiting is the number of publishers waiting for flow control on their reader goroutine.
+func (s *Server) Waiting() int { return int(s.stats.waiting.Load()) }
+
 // Every test of this package runs with write buffers poisoned when given back: a buffer
 // given back while still in use shows as garbage on the wire.
 func init() { poisonWriteBufs.Store(true) }

@@ -443,6 +443,53 @@ func TestFlowControlStalledSubscriber(t *testing.T) {
 	}
 }
 
+// A subscriber that had nothing to acknowledge for longer than FlowControlWait is not
+// stalled. A burst after a quiet spell fills its queue before its first acknowledgement can
+// arrive: the publisher waits for it, and nothing is dropped (issue 5, scenario 6: 10,000
+// devices began publishing seconds after the dashboard subscribed, and 347 acknowledged
+// messages were dropped at its full queue).
+func TestFlowControlQuietSubscriberWaitedFor(t *testing.T) {
+	const fcw = time.Second
+	s := startServer(t, broker.Config{MaxQueuedMessages: 4, MaxInflight: 2, FlowControlWait: fcw,
+		PublishRate: -1, PublishByteRate: -1})
+	sub, _ := ftDial(t, s.Addr, packet.Version5, "fc-quiet", func(p *packet.Connect) { p.KeepAlive = 120 })
+	sub.ftSub(packet.Version5, "fc/#", 1)
+	// Not a wait for an event: the precondition is time itself, longer than FlowControlWait
+	// with nothing to acknowledge (longer only makes it more so).
+	time.Sleep(fcw + fcw/5)
+
+	const n = 12 // twice the window and queue
+	errs := make(chan error, 1)
+	go func() { errs <- fcPublisher(t, s.Addr, "p-quiet", n, false) }()
+	// The subscriber reads nothing until the publisher waits for it (or a message was dropped).
+	eventually(t, 10*time.Second, "the publisher to wait, or a drop", func() bool {
+		return s.Waiting()+s.Held() > 0 || s.Stats().Dropped > 0
+	})
+	if d := s.Stats().Dropped; d > 0 {
+		t.Fatalf("%d messages dropped: a subscriber with nothing in flight counted as stalled", d)
+	}
+	for i := range n {
+		b, err := sub.readPacket(10 * time.Second)
+		if err != nil {
+			t.Fatalf("delivery %d of %d: %v", i+1, n, err)
+		}
+		var p packet.Publish
+		if err := packet.DecodePublish(&p, b[0]&0x0f, b[2:], packet.Version5); err != nil {
+			t.Fatal(err)
+		}
+		if got := binary.BigEndian.Uint32(p.Payload); got != uint32(i) {
+			t.Fatalf("delivery %d is message %d", i, got)
+		}
+		sub.write(packet.AppendAck(nil, &packet.Ack{Type: packet.PUBACK, PacketID: p.PacketID}, packet.Version5))
+	}
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	if d := s.Stats().Dropped; d > 0 {
+		t.Fatalf("%d messages dropped", d)
+	}
+}
+
 // An idle connection costs one goroutine (its reader): the writer runs only while there is
 // something to write, and no write buffer is kept meanwhile (issue 5: idle connection memory).
 func TestIdleConnectionHasNoWriter(t *testing.T) {

@@ -42,7 +42,9 @@ type sess struct {
 	waiting []uint64
 	stored  bool // the persister may hold this session
 	// drained is closed when a queue that was over half full is down to a quarter (nil
-	// while not congested); lastAck is when the client last acknowledged a delivery.
+	// while not congested); lastAck is when the client last acknowledged a delivery, or
+	// was sent one with nothing else in flight (or connected): a client with nothing to
+	// acknowledge is not late with it.
 	drained chan struct{}
 	lastAck time.Time
 	// waiters are the publishers waiting for this session's queue; nil until the first.
@@ -191,8 +193,11 @@ func (ss *sess) backlogLocked(s *Server, part int) bool {
 }
 
 // acknowledgingLocked reports whether the session's client is connected and acknowledged a
-// delivery within Config.FlowControlWait: publishers may wait for its queue (a stalled or
-// offline client is never waited for, T76). Called with ss.mu held.
+// delivery within Config.FlowControlWait, counted from when it last had nothing in flight:
+// publishers may wait for its queue (a stalled or offline client is never waited for,
+// T76). A dashboard that subscribed long before the devices started publishing is not
+// stalled: the first burst fills its queue before its first acknowledgement can arrive.
+// Called with ss.mu held.
 func (ss *sess) acknowledgingLocked(s *Server, now time.Time) bool {
 	return ss.conn != nil && !ss.conn.parked.Load() && s.cfg.FlowControlWait > 0 && now.Sub(ss.lastAck) < s.cfg.FlowControlWait
 }
@@ -343,6 +348,9 @@ func (ss *sess) pumpLocked(s *Server, now time.Time, tx *txn) {
 			// next connection sends it as new, or drops it once expired [MQTT-3.3.2-5], instead
 			// of resending as DUP (and regardless of expiry) what never left.
 			return
+		}
+		if len(ss.st.Inflight) == 0 {
+			ss.lastAck = now // the client has something to acknowledge from now on
 		}
 		ss.st.Next()
 		if !c.sendPublish(e.Delivery, e.ID, e.Dup, now) { // expired or too large [MQTT-3.3.2-5] [MQTT-3.1.2-25]
