@@ -45,6 +45,10 @@ type Server struct {
 	// idleReaders counts those waiting.
 	wakeq       chan *conn
 	idleReaders atomic.Int32
+	// flushq hands a connection with bytes to write to an idle flusher goroutine (see
+	// conn.unlockFlush); idleFlushers counts those waiting.
+	flushq       chan *conn
+	idleFlushers atomic.Int32
 
 	mu        sync.Mutex
 	sessions  map[string]*sess
@@ -105,6 +109,7 @@ func New(cfg Config) (*Server, error) {
 		conns:      make(map[*conn]struct{}),
 		quit:       make(chan struct{}),
 		wakeq:      make(chan *conn),
+		flushq:     make(chan *conn),
 		retainedBy: make(map[string]int),
 		perAddr:    limiter.NewConcurrency(cfg.MaxConnectionsPerAddress, 1<<20),
 		connRate:   limiter.New(cfg.ConnectionRate, cfg.ConnectionBurst, 1<<16),
