@@ -16,7 +16,8 @@
 // goroutine) finds it a reader again when data arrives, as do its keep alive timer and
 // closeSocket; so a connection between packets costs no goroutine. Readers are pooled
 // (Server.reader): up to maxIdleReaders wait for the next wake, so that a wake costs
-// neither a new goroutine nor the growth of its stack. Such a connection reads and writes
+// neither a new goroutine nor the growth of its stack; flushers likewise (Server.flusher,
+// maxIdleFlushers). Such a connection reads and writes
 // its socket with raw non-blocking system calls (sock; the runtime's poller waits for data
 // or room), so that the runtime does not wake its monitor thread for each. The dormant
 // connection's count in the WaitGroup passes to the reader that resumes it. Past Config.FlowControlReaders
@@ -24,10 +25,9 @@
 // Config.FlowControlWait), one that is to wait is held the same way (conn.hold): its reader moves on, and closing the room or drained channel, the end of
 // its wait or closeSocket finds it a reader again, so thousands of devices waiting for one slow
 // dashboard cost no stacks. One janitor goroutine runs will delays, session expiry and $SYS
-// statistics; each in-process subscriber has one goroutine. All but the flushers are
-// tracked by the Server's WaitGroup; a flusher ends before its connection's reader does
-// (finish waits for writerDone). Each recovers its own panics and closes only the
-// connection concerned.
+// statistics; each in-process subscriber has one goroutine. All are tracked by the
+// Server's WaitGroup; a connection's flush ends before its reader does (finish waits for
+// writerDone). Each recovers its own panics and closes only the connection concerned.
 //
 // Lock order: Server.mu, then sess.mu, then conn.outMu. The trie and the retained store
 // have their own locks and are never called with conn.outMu held; Server.retainMu (the

@@ -110,8 +110,9 @@ func (s *Server) flusher(c *conn) {
 }
 
 // flush writes what producers appended to pending, many packets per write, until nothing is
-// left, then ends: an idle connection has no writer goroutine and no write buffer. Once the
-// connection is closing and everything is written, it closes the socket and writerDone.
+// left, then returns (its flusher goroutine goes back to the pool): an idle connection has
+// no writer goroutine and no write buffer. Once the connection is closing and everything is
+// written, it closes the socket and writerDone.
 func (c *conn) flush() {
 	defer func() {
 		if r := recover(); r != nil {
