@@ -70,8 +70,9 @@ type Config struct {
 	// queue is full, the publication waits for room before it is acknowledged. At most
 	// this long per publication; so publishers slow down to what subscribers take instead
 	// of their messages being dropped at a full queue (also when thousands of devices each
-	// send one message at once). A subscriber that acknowledged nothing for this long is
-	// not waited for (a stalled one must not stall publishers, T76), nor one whose client
+	// send one message at once). A subscriber that acknowledged nothing for this long,
+	// counted from when it last had nothing in flight, is not waited for (a stalled one
+	// must not stall publishers, T76), nor one whose client
 	// is itself waiting as a publisher; with durable storage a publication waits only
 	// before its first stored copy. Default 1s; negative disables (a full queue drops,
 	// counted).
