@@ -7,7 +7,7 @@
 // Goroutines: Serve runs one accept loop per listener; a connection has a reader goroutine
 // (decodes and handles packets, and delivers the publications it receives to matching
 // sessions) while it has something to read and, only while it has bytes to write, a
-// flusher (drains the connection's pending bytes, many packets per write, then ends; the
+// flusher (drains the connection's pending bytes, many packets per write, then moves on; the
 // reader writes its own client's acknowledgements itself, once per read, before it may
 // block). A reader whose client sends without pause lets the other goroutines run after
 // readerTurn publications, so that such publishers do not starve the flushers of what they

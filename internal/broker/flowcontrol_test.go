@@ -10,6 +10,7 @@ import (
 
 	"vitalmq/internal/broker"
 	"vitalmq/internal/packet"
+	"vitalmq/internal/session"
 )
 
 // fcPublisher connects a 5.0 publisher and sends n QoS 1 messages on its own topic without
@@ -422,8 +423,9 @@ func TestAckBeforePartialPacket(t *testing.T) {
 	}
 }
 
-// A subscriber that stops reading does not stall publishers: it acknowledged nothing for
-// FlowControlWait, so nobody waits for it; its full queue drops (counted), per policy (T76).
+// A subscriber that stops reading does not stall publishers for long: once its first
+// unacknowledged delivery is FlowControlWait old, nobody waits for it; its full queue drops
+// (counted), per policy (T76).
 func TestFlowControlStalledSubscriber(t *testing.T) {
 	s := startServer(t, broker.Config{MaxQueuedMessages: 50, MaxInflight: 8, FlowControlWait: 200 * time.Millisecond,
 		PublishRate: -1, PublishByteRate: -1})
@@ -445,26 +447,88 @@ func TestFlowControlStalledSubscriber(t *testing.T) {
 
 // A subscriber that had nothing to acknowledge for longer than FlowControlWait is not
 // stalled. A burst after a quiet spell fills its queue before its first acknowledgement can
-// arrive: the publisher waits for it, and nothing is dropped (issue 5, scenario 6: 10,000
-// devices began publishing seconds after the dashboard subscribed, and 347 acknowledged
-// messages were dropped at its full queue).
+// arrive (with a persister, before its first delivery is even sent): the publisher waits for
+// it, and nothing is dropped (issue 5, scenario 6: 10,000 devices began publishing seconds
+// after the dashboard subscribed, and 347 acknowledged messages were dropped at its full
+// queue).
 func TestFlowControlQuietSubscriberWaitedFor(t *testing.T) {
-	const fcw = time.Second
-	s := startServer(t, broker.Config{MaxQueuedMessages: 4, MaxInflight: 2, FlowControlWait: fcw,
-		PublishRate: -1, PublishByteRate: -1})
-	sub, _ := ftDial(t, s.Addr, packet.Version5, "fc-quiet", func(p *packet.Connect) { p.KeepAlive = 120 })
+	for _, durable := range []bool{false, true} {
+		t.Run(map[bool]string{false: "memory", true: "durable"}[durable], func(t *testing.T) {
+			t.Parallel()
+			cfg := broker.Config{MaxQueuedMessages: 4, MaxInflight: 2, FlowControlWait: 3 * time.Second,
+				PublishRate: -1, PublishByteRate: -1}
+			var g *gatedPersister
+			if durable {
+				// Commits are held from the burst until the publisher waits: the queue fills
+				// with messages waiting for their commit, none sent yet.
+				g = &gatedPersister{Persister: durOpen(t, t.TempDir())}
+				cfg.Persister = g
+			}
+			testQuietSubscriber(t, cfg, g)
+		})
+	}
+}
+
+// gatedPersister holds commits, in order, between hold and release.
+type gatedPersister struct {
+	broker.Persister
+	mu   sync.Mutex
+	held []func()
+	shut bool
+}
+
+func (g *gatedPersister) Commit(cs *session.ChangeSet, done func(error)) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.shut {
+		g.held = append(g.held, func() { g.Persister.Commit(cs, done) })
+		return
+	}
+	g.Persister.Commit(cs, done) // does not block on I/O (Persister)
+}
+
+func (g *gatedPersister) hold() {
+	g.mu.Lock()
+	g.shut = true
+	g.mu.Unlock()
+}
+
+func (g *gatedPersister) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.shut = false
+	for _, f := range g.held { // under the lock: no later commit overtakes these
+		f()
+	}
+	g.held = nil
+}
+
+func testQuietSubscriber(t *testing.T, cfg broker.Config, g *gatedPersister) {
+	s := startServer(t, cfg)
+	sub, _ := ftDial(t, s.Addr, packet.Version5, "fc-quiet", func(p *packet.Connect) {
+		p.KeepAlive = 120
+		p.Props.SessionExpiry = 300 // persistent: with a persister, its messages are stored first
+		p.Props.Set(packet.PropSessionExpiry)
+	})
 	sub.ftSub(packet.Version5, "fc/#", 1)
 	// Not a wait for an event: the precondition is time itself, longer than FlowControlWait
 	// with nothing to acknowledge (longer only makes it more so).
-	time.Sleep(fcw + fcw/5)
+	time.Sleep(cfg.FlowControlWait + cfg.FlowControlWait/5)
+	if g != nil {
+		g.hold()
+	}
 
 	const n = 12 // twice the window and queue
 	errs := make(chan error, 1)
 	go func() { errs <- fcPublisher(t, s.Addr, "p-quiet", n, false) }()
-	// The subscriber reads nothing until the publisher waits for it (or a message was dropped).
+	// The subscriber reads nothing until the publisher waits for it (or a message was
+	// dropped); then it has FlowControlWait to acknowledge its first delivery.
 	eventually(t, 10*time.Second, "the publisher to wait, or a drop", func() bool {
 		return s.Waiting()+s.Held() > 0 || s.Stats().Dropped > 0
 	})
+	if g != nil {
+		g.release()
+	}
 	if d := s.Stats().Dropped; d > 0 {
 		t.Fatalf("%d messages dropped: a subscriber with nothing in flight counted as stalled", d)
 	}

@@ -43,8 +43,7 @@ type sess struct {
 	stored  bool // the persister may hold this session
 	// drained is closed when a queue that was over half full is down to a quarter (nil
 	// while not congested); lastAck is when the client last acknowledged a delivery, or
-	// was sent one with nothing else in flight (or connected): a client with nothing to
-	// acknowledge is not late with it.
+	// was sent one with nothing else in flight (or connected): see acknowledgingLocked.
 	drained chan struct{}
 	lastAck time.Time
 	// waiters are the publishers waiting for this session's queue; nil until the first.
@@ -192,14 +191,17 @@ func (ss *sess) backlogLocked(s *Server, part int) bool {
 	return len(ss.st.Queue)*part > s.cfg.MaxQueuedMessages || ss.st.QueuedBytes*part > s.cfg.MaxQueuedBytes
 }
 
-// acknowledgingLocked reports whether the session's client is connected and acknowledged a
-// delivery within Config.FlowControlWait, counted from when it last had nothing in flight:
-// publishers may wait for its queue (a stalled or offline client is never waited for,
-// T76). A dashboard that subscribed long before the devices started publishing is not
-// stalled: the first burst fills its queue before its first acknowledgement can arrive.
-// Called with ss.mu held.
+// acknowledgingLocked reports whether the session's client is connected and not late with
+// an acknowledgement: it has nothing in flight, or acknowledged a delivery within
+// Config.FlowControlWait (counted from the send when its window was empty). Publishers may
+// wait for its queue; an offline client is never waited for, and a stalled one at most
+// FlowControlWait after its first unacknowledged delivery (T76). A dashboard that
+// subscribed long before the devices started publishing is not stalled: the first burst
+// fills its queue before its first acknowledgement can arrive, and with a persister before
+// anything is even sent. Called with ss.mu held.
 func (ss *sess) acknowledgingLocked(s *Server, now time.Time) bool {
-	return ss.conn != nil && !ss.conn.parked.Load() && s.cfg.FlowControlWait > 0 && now.Sub(ss.lastAck) < s.cfg.FlowControlWait
+	return ss.conn != nil && !ss.conn.parked.Load() && s.cfg.FlowControlWait > 0 &&
+		(len(ss.st.Inflight) == 0 || now.Sub(ss.lastAck) < s.cfg.FlowControlWait)
 }
 
 // drainedLocked returns the channel closed when the queue is down to a quarter (or the
@@ -349,12 +351,12 @@ func (ss *sess) pumpLocked(s *Server, now time.Time, tx *txn) {
 			// of resending as DUP (and regardless of expiry) what never left.
 			return
 		}
-		if len(ss.st.Inflight) == 0 {
-			ss.lastAck = now // the client has something to acknowledge from now on
-		}
+		first := len(ss.st.Inflight) == 0
 		ss.st.Next()
 		if !c.sendPublish(e.Delivery, e.ID, e.Dup, now) { // expired or too large [MQTT-3.3.2-5] [MQTT-3.1.2-25]
 			ss.discardLocked(s, e, tx)
+		} else if first && now.After(ss.lastAck) {
+			ss.lastAck = now // the client has something to acknowledge from now on
 		}
 	}
 }

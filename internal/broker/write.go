@@ -60,7 +60,7 @@ func putWriteBuf(b []byte) {
 var poisonWriteBufs atomic.Bool
 
 // unlockFlush releases outMu and, when there is something to write (or to close) and no
-// flusher runs, starts one. Producers append to pending under outMu and leave through here.
+// flusher runs, hands the connection to one (flushOn). Producers append to pending under outMu and leave through here.
 func (c *conn) unlockFlush() {
 	start := c.writing && !c.flushing && !c.closed && (len(c.pending) > 0 || c.closing.Load())
 	if start {
@@ -86,8 +86,8 @@ func (s *Server) flushOn(c *conn) {
 // maxIdleFlushers is how many flusher goroutines wait for a connection to write.
 const maxIdleFlushers = 16
 
-// flusher runs connections' flushes one after the other, until none is handed to it (or
-// more flushers wait than needed). As with readers, reusing it spares each flush a new
+// flusher runs connections' flushes one after the other, until more flushers wait than
+// needed or the server closes. As with readers, reusing it spares each flush a new
 // goroutine and the growth of its stack to what crypto/tls's Write needs: 4 % of the
 // broker's CPU time in scenario 4, where most deliveries start a flush of their own
 // (docs/PERFORMANCE.md, session 17).
