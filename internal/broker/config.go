@@ -70,12 +70,11 @@ type Config struct {
 	// queue is full, the publication waits for room before it is acknowledged. At most
 	// this long per publication; so publishers slow down to what subscribers take instead
 	// of their messages being dropped at a full queue (also when thousands of devices each
-	// send one message at once). A subscriber that acknowledged nothing for this long,
-	// counted from when it last had nothing in flight, is not waited for (a stalled one
-	// must not stall publishers, T76), nor one whose client
-	// is itself waiting as a publisher; with durable storage a publication waits only
-	// before its first stored copy. Default 1s; negative disables (a full queue drops,
-	// counted).
+	// send one message at once). A subscriber with deliveries in flight that acknowledged
+	// none for this long (counted from the first, when its window was empty) is not waited
+	// for (a stalled one must not stall publishers, T76), nor one whose client is itself
+	// waiting as a publisher; with durable storage a publication waits only before its
+	// first stored copy. Default 1s; negative disables (a full queue drops, counted).
 	FlowControlWait time.Duration
 	// FlowControlReaders is how many waiting publishers (FlowControlWait) may keep their
 	// reader goroutine, the fastest to resume. Past it, a publisher that is to wait is held
