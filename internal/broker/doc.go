@@ -26,8 +26,8 @@
 // its wait or closeSocket finds it a reader again, so thousands of devices waiting for one slow
 // dashboard cost no stacks. One janitor goroutine runs will delays, session expiry and $SYS
 // statistics; each in-process subscriber has one goroutine. All are tracked by the
-// Server's WaitGroup; a connection's flush ends before its reader does (finish waits for
-// writerDone). Each recovers its own panics and closes only the connection concerned.
+// Server's WaitGroup (a timer's callback, which only hands a connection to a reader, is
+// not); a connection's flush ends before its reader does (finish waits for writerDone). Each recovers its own panics and closes only the connection concerned.
 //
 // Lock order: Server.mu, then sess.mu, then conn.outMu. The trie and the retained store
 // have their own locks and are never called with conn.outMu held; Server.retainMu (the
