@@ -121,7 +121,7 @@ func (c *conn) serve() {
 		// uses too much of it to be shrunk again): functions on it keep rarely used large
 		// locals in functions of their own.
 		c.s.wg.Add(1) // this goroutine still holds its own count: Close cannot miss it
-		c.s.read(c)
+		c.s.wakes.hand(c.s, c)
 	})
 }
 
@@ -330,49 +330,14 @@ func (c *conn) releaseTLS() {
 // resume gives a dormant connection a reader goroutine again; a no-op on an awake one. Of
 // the Waiter, the timer and closeSocket, the first to call it wins. (The timer is not
 // stopped: firing while the connection is awake does nothing, and sleep resets it.) An
-// idle reader takes it, or a new one starts.
+// idle reader takes it, or a new one starts (Server.wakes).
 func (c *conn) resume() {
 	if !c.dormant.CompareAndSwap(true, false) {
 		return
 	}
 	c.s.stats.dormant.Add(-1)
 	c.s.stats.wakes.Add(1)
-	c.s.read(c) // with the count in s.wg the dormant connection kept
-}
-
-// read hands c's read loop to an idle reader goroutine, or starts one. c holds a count in
-// s.wg for its loop.
-func (s *Server) read(c *conn) {
-	select {
-	case s.wakeq <- c:
-	default:
-		s.wg.Add(1) // c's count is in s.wg: it is not zero
-		go s.reader(c)
-	}
-}
-
-// maxIdleReaders is how many reader goroutines wait for a connection to wake.
-const maxIdleReaders = 16
-
-// reader runs woken connections' read loops one after the other, until none wakes for it
-// (or more readers wait than needed). Reusing it spares each wake a new goroutine and
-// the growth of its stack to what crypto/tls and the publication path need.
-func (s *Server) reader(c *conn) {
-	defer s.wg.Done()
-	for {
-		c.guard(c.loop, nil)
-		if s.idleReaders.Add(1) > maxIdleReaders {
-			s.idleReaders.Add(-1)
-			return
-		}
-		select {
-		case c = <-s.wakeq:
-			s.idleReaders.Add(-1)
-		case <-s.quit:
-			s.idleReaders.Add(-1)
-			return
-		}
-	}
+	c.s.wakes.hand(c.s, c) // with the count in s.wg the dormant connection kept
 }
 
 // closeSocket closes the socket and wakes a dormant reader (or a held publisher) to end
@@ -484,7 +449,7 @@ func (c *conn) holdOver(ss *sess, ch chan struct{}, until time.Time) bool {
 func (c *conn) unhold() bool {
 	if g := c.held.Load(); g != 0 && c.held.CompareAndSwap(g, 0) {
 		c.s.stats.held.Add(-1)
-		c.s.read(c) // with the count in s.wg the held connection kept
+		c.s.wakes.hand(c.s, c) // with the count in s.wg the held connection kept
 		return true
 	}
 	return false

@@ -14,10 +14,10 @@
 // route. A TCP or TLS connection whose socket has nothing more goes dormant (unless
 // Config.KeepReaders): its reader moves on, and the Server's idlewait.Waiter (one
 // goroutine) finds it a reader again when data arrives, as do its keep alive timer and
-// closeSocket; so a connection between packets costs no goroutine. Readers are pooled
-// (Server.reader): up to maxIdleReaders wait for the next wake, so that a wake costs
-// neither a new goroutine nor the growth of its stack; flushers likewise (Server.flusher,
-// maxIdleFlushers). Such a connection reads and writes
+// closeSocket; so a connection between packets costs no goroutine. Readers and flushers
+// are pooled (connPool): up to maxIdle of each wait for the next connection, so that a wake
+// or a flush costs neither a new goroutine nor the growth of its stack. Such a connection
+// reads and writes
 // its socket with raw non-blocking system calls (sock; the runtime's poller waits for data
 // or room), so that the runtime does not wake its monitor thread for each. The dormant
 // connection's count in the WaitGroup passes to the reader that resumes it. Past Config.FlowControlReaders

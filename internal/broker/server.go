@@ -41,14 +41,9 @@ type Server struct {
 	retained *topic.Retained[*session.Message]
 	started  time.Time
 	idle     *idlewait.Waiter // dormant connections' sockets; nil: none go dormant (KeepReaders)
-	// wakeq hands a woken connection to an idle reader goroutine (see conn.resume);
-	// idleReaders counts those waiting.
-	wakeq       chan *conn
-	idleReaders atomic.Int32
-	// flushq hands a connection with bytes to write to an idle flusher goroutine (see
-	// conn.unlockFlush); idleFlushers counts those waiting.
-	flushq       chan *conn
-	idleFlushers atomic.Int32
+	// wakes runs the read loops of woken connections (conn.resume), flushes their writes
+	// (conn.unlockFlush), on pooled goroutines.
+	wakes, flushes connPool
 
 	mu        sync.Mutex
 	sessions  map[string]*sess
@@ -108,13 +103,13 @@ func New(cfg Config) (*Server, error) {
 		listeners:  make(map[net.Listener]struct{}),
 		conns:      make(map[*conn]struct{}),
 		quit:       make(chan struct{}),
-		wakeq:      make(chan *conn),
-		flushq:     make(chan *conn),
 		retainedBy: make(map[string]int),
 		perAddr:    limiter.NewConcurrency(cfg.MaxConnectionsPerAddress, 1<<20),
 		connRate:   limiter.New(cfg.ConnectionRate, cfg.ConnectionBurst, 1<<16),
 	}
 	s.routes.New = func() any { return &router{seen: make(map[*sess]int)} }
+	s.wakes.init(func(c *conn) { c.guard(c.loop, nil) })
+	s.flushes.init((*conn).flush)
 	if cfg.Persister != nil {
 		s.persist = cfg.Persister
 		snap, err := s.persist.Load()

@@ -60,7 +60,10 @@ func putWriteBuf(b []byte) {
 var poisonWriteBufs atomic.Bool
 
 // unlockFlush releases outMu and, when there is something to write (or to close) and no
-// flusher runs, hands the connection to one (flushOn). Producers append to pending under outMu and leave through here.
+// flusher runs, hands the flush to one (Server.flushes: a pooled goroutine, which spares a
+// new goroutine and its stack's growth to crypto/tls's Write, 4 % of the broker's CPU in
+// scenario 4, docs/PERFORMANCE.md session 17). Producers append to pending under outMu and
+// leave through here.
 func (c *conn) unlockFlush() {
 	start := c.writing && !c.flushing && !c.closed && (len(c.pending) > 0 || c.closing.Load())
 	if start {
@@ -68,44 +71,7 @@ func (c *conn) unlockFlush() {
 	}
 	c.outMu.Unlock()
 	if start {
-		c.s.flushOn(c)
-	}
-}
-
-// flushOn hands c's flush to an idle flusher goroutine, or starts one. c holds a count in
-// s.wg until it ends (finish waits for writerDone, which its flush closes).
-func (s *Server) flushOn(c *conn) {
-	select {
-	case s.flushq <- c:
-	default:
-		s.wg.Add(1) // c's count is in s.wg: it is not zero
-		go s.flusher(c)
-	}
-}
-
-// maxIdleFlushers is how many flusher goroutines wait for a connection to write.
-const maxIdleFlushers = 16
-
-// flusher runs connections' flushes one after the other, until more flushers wait than
-// needed or the server closes. As with readers, reusing it spares each flush a new
-// goroutine and the growth of its stack to what crypto/tls's Write needs: 4 % of the
-// broker's CPU time in scenario 4, where most deliveries start a flush of their own
-// (docs/PERFORMANCE.md, session 17).
-func (s *Server) flusher(c *conn) {
-	defer s.wg.Done()
-	for {
-		c.flush()
-		if s.idleFlushers.Add(1) > maxIdleFlushers {
-			s.idleFlushers.Add(-1)
-			return
-		}
-		select {
-		case c = <-s.flushq:
-			s.idleFlushers.Add(-1)
-		case <-s.quit:
-			s.idleFlushers.Add(-1)
-			return
-		}
+		c.s.flushes.hand(c.s, c)
 	}
 }
 
