@@ -17,9 +17,9 @@
 // closeSocket; so a connection between packets costs no goroutine. Readers and flushers
 // are pooled (connPool): up to maxIdle of each wait for the next connection, so that a wake
 // or a flush costs neither a new goroutine nor the growth of its stack. Such a connection
-// reads and writes
-// its socket with raw non-blocking system calls (sock; the runtime's poller waits for data
-// or room), so that the runtime does not wake its monitor thread for each. The dormant
+// reads and writes its socket with raw non-blocking system calls (sock; the runtime's
+// poller waits for data or room), so that the runtime does not wake its monitor thread for
+// each. The dormant
 // connection's count in the WaitGroup passes to the reader that resumes it. Past Config.FlowControlReaders
 // publishers waiting on their reader for a subscriber's queue (flow control,
 // Config.FlowControlWait), one that is to wait is held the same way (conn.hold): its reader moves on, and closing the room or drained channel, the end of
@@ -27,7 +27,8 @@
 // dashboard cost no stacks. One janitor goroutine runs will delays, session expiry and $SYS
 // statistics; each in-process subscriber has one goroutine. All are tracked by the
 // Server's WaitGroup (a timer's callback, which only hands a connection to a reader, is
-// not); a connection's flush ends before its reader does (finish waits for writerDone). Each recovers its own panics and closes only the connection concerned.
+// not); a connection's flush ends before its reader does (finish waits for writerDone).
+// Each recovers its own panics and closes only the connection concerned.
 //
 // Lock order: Server.mu, then sess.mu, then conn.outMu. The trie and the retained store
 // have their own locks and are never called with conn.outMu held; Server.retainMu (the

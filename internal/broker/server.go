@@ -41,8 +41,8 @@ type Server struct {
 	retained *topic.Retained[*session.Message]
 	started  time.Time
 	idle     *idlewait.Waiter // dormant connections' sockets; nil: none go dormant (KeepReaders)
-	// wakes runs the read loops of woken connections (conn.resume), flushes their writes
-	// (conn.unlockFlush), on pooled goroutines.
+	// wakes runs the read loops of woken connections (conn.resume), and flushes their
+	// writes (conn.unlockFlush), on pooled goroutines.
 	wakes, flushes connPool
 
 	mu        sync.Mutex
