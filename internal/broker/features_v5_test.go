@@ -460,9 +460,9 @@ func TestFtPayloadFormat5(t *testing.T) {
 // first-in-slot delivery that is dropped: one subscriber's Maximum Packet Size (40) is too
 // small for it [MQTT-3.1.2-25]. That subscriber subscribes first, and the trie keeps a
 // filter's subscribers in that order, so its delivery is the slot's first (letting the
-// first delivery skip the size check makes this test fail). Every other subscriber gets the message whole, with its
-// Content Type and the right RETAIN flag [MQTT-3.3.1-9] [MQTT-3.3.1-8]; the small one gets
-// only the next, small message.
+// first delivery skip the size check makes this test fail). Every other subscriber gets
+// the message whole, with its Content Type and the right RETAIN flag [MQTT-3.3.1-9]
+// [MQTT-3.3.1-8]; the small one gets only the next, small message.
 func TestFtQoS0SharedEncodingProps5(t *testing.T) {
 	s := startServer(t, broker.Config{})
 	small, _ := ftDial(t, s.Addr, ft5, "enc5-small", func(p *packet.Connect) {

@@ -505,6 +505,9 @@ func (g *gatedPersister) release() {
 
 func testQuietSubscriber(t *testing.T, cfg broker.Config, g *gatedPersister) {
 	s := startServer(t, cfg)
+	if g != nil {
+		t.Cleanup(g.release) // before the server's shutdown (cleanups run last first): no commit left held
+	}
 	sub, _ := ftDial(t, s.Addr, packet.Version5, "fc-quiet", func(p *packet.Connect) {
 		p.KeepAlive = 120
 		p.Props.SessionExpiry = 300 // persistent: with a persister, its messages are stored first
