@@ -75,6 +75,9 @@ type conn struct {
 	// commits counts acknowledgements waiting for a group commit: while any is, later ones
 	// queue behind it, so the client sees them in order.
 	commits atomic.Int32
+	// claimed: other connections this reader delivered to and writes for before it may
+	// block (conn.unlockFlushBy); handed to flushers if it ends first.
+	claimed []*conn
 
 	outMu    sync.Mutex
 	pending  []byte
@@ -142,6 +145,7 @@ func (c *conn) guard(f func() error, next func()) {
 			err = fmt.Errorf("%w: internal error", packet.ImplementationSpecificError)
 		}
 		if err != errDormant && (err != nil || next == nil) {
+			c.handClaimed() // a dormant or held reader wrote them (flushDeferred)
 			c.finish(err)
 		}
 	}()
@@ -177,7 +181,15 @@ func (c *conn) loop() error {
 	for {
 		read := false
 		if !c.wholePacketBuffered() {
-			c.flushDeferred() // the acknowledgements of what was read, before waiting for more
+			// The acknowledgements of what was read, before reading more. The deliveries it
+			// claimed too where it is likely to wait next (it read all there was), or lets
+			// others run; while more was sent they wait, for fewer writes (await writes them
+			// before it may wait).
+			if turn >= readerTurn || c.readAll() {
+				c.flushDeferred()
+			} else {
+				c.flushAcks()
+			}
 			if turn >= readerTurn {
 				turn = 0
 				runtime.Gosched()
@@ -206,6 +218,19 @@ func (c *conn) loop() error {
 			turn++
 		}
 	}
+}
+
+// readAll reports whether the reader likely read everything its client sent: the last
+// read from the socket found no more, and crypto/tls holds no record, nor data of one.
+// Called by the reader, between packets.
+func (c *conn) readAll() bool {
+	if c.sock == nil || !c.sock.drained {
+		return false
+	}
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		return tlsDrained(tc)
+	}
+	return true
 }
 
 // readerTurn is how many publications a reader handles on a connection before it lets
@@ -259,11 +284,39 @@ func (c *conn) await() error {
 		if !time.Now().Before(c.rdl) && c.sock.arrivals.Load() == c.sock.seen {
 			return fmt.Errorf("keep alive: %w", os.ErrDeadlineExceeded)
 		}
+		c.flushDeferred() // the deliveries it claimed (the probe's reads held them back)
 		if c.sleep() {
 			return errDormant
 		}
 	}
+	if err := c.claimsBeforeRead(); err != nil {
+		return err
+	}
 	c.nc.SetReadDeadline(c.rdl)
+	return nil
+}
+
+// claimsBeforeRead writes the deliveries the reader claimed (unlockFlushBy) before it reads
+// the rest of a packet, if that read would wait for the client: it probes for the rest
+// first, and buffers what came. Where it cannot probe, it writes them.
+func (c *conn) claimsBeforeRead() error {
+	for len(c.claimed) > 0 && !c.wholePacketBuffered() {
+		n := c.br.Buffered() + 1
+		if c.sock == nil || n > c.br.Size() {
+			c.writeClaimed()
+			return nil
+		}
+		c.sock.probe = true
+		_, err := c.br.Peek(n)
+		c.sock.probe = false
+		switch {
+		case err == errWouldBlock:
+			c.writeClaimed()
+			return nil
+		case err != nil:
+			return err
+		}
+	}
 	return nil
 }
 

@@ -9,7 +9,9 @@
 // sessions) while it has something to read and, only while it has bytes to write, a
 // flusher (drains the connection's pending bytes, many packets per write, then moves on; the
 // reader writes its own client's acknowledgements itself, once per read, before it may
-// block). A reader whose client sends without pause lets the other goroutines run after
+// block, and the deliveries it routed to up to maxClaims subscribers that had no flusher:
+// conn.unlockFlushBy; such a write never waits for that subscriber, sock.noWait). A
+// reader whose client sends without pause lets the other goroutines run after
 // readerTurn publications, so that such publishers do not starve the flushers of what they
 // route. A TCP or TLS connection whose socket has nothing more goes dormant (unless
 // Config.KeepReaders): its reader moves on, and the Server's idlewait.Waiter (one
@@ -30,8 +32,10 @@
 // not); a connection's flush ends before its reader does (finish waits for writerDone).
 // Each recovers its own panics and closes only the connection concerned.
 //
-// Lock order: Server.mu, then sess.mu, then conn.outMu. The trie and the retained store
+// Lock order: Server.mu, then sess.mu, then conn.outMu; crypto/tls's write lock, then
+// sock.wmu (held across a write that may wait, so taken only by writes to its socket). The
+// trie and the retained store
 // have their own locks and are never called with conn.outMu held; Server.retainMu (the
-// retained-message bookkeeping) is a leaf. No lock is held
+// retained-message bookkeeping) is a leaf. No other lock is held
 // across network I/O.
 package broker

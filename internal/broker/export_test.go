@@ -80,3 +80,10 @@ func (s *Server) TLSReadBuffers() map[string][2]int {
 	}
 	return bufs
 }
+
+// OnWriteLeft calls f (until the end of the test) whenever a reader's write for another
+// connection left a backlog to a flusher (conn.writeNow). Call it before the server starts.
+func OnWriteLeft(t interface{ Cleanup(func()) }, f func()) {
+	testHookWriteLeft = f
+	t.Cleanup(func() { testHookWriteLeft = func() {} })
+}

@@ -106,7 +106,7 @@ func (c *conn) handlePublish(h packet.FixedHeader, body []byte, again bool) erro
 	if !again {
 		c.s.stats.received.Add(1)
 		tx.reset()
-		tx.pub = c
+		tx.pub, tx.by = c, c
 	}
 	// A QoS 2 publication's identifier is taken before routing, and a retained message
 	// stored: those wait on the reader goroutine.

@@ -127,7 +127,7 @@ func (ss *sess) deliver(s *Server, d session.Delivery, now time.Time, tx *txn) b
 		if ss.conn == nil {
 			return false
 		}
-		return ss.conn.sendPublish(d, 0, false, now)
+		return ss.conn.sendPublish(d, 0, false, now, tx.by)
 	}
 	woken := tx.promise == ss
 	if woken {
@@ -163,7 +163,7 @@ func (ss *sess) deliver(s *Server, d session.Delivery, now time.Time, tx *txn) b
 		tx.congested = append(tx.congested, congestion{ss, ss.drainedLocked()})
 	}
 	if s.persist == nil {
-		ss.pumpLocked(s, now, nil)
+		ss.pumpLocked(s, now, tx.by)
 	} else {
 		ss.holdForCommitLocked(s, e, tx)
 	}
@@ -332,9 +332,10 @@ func (ss *sess) stopWaitingRoom(s *Server, room chan struct{}) {
 }
 
 // pumpLocked sends queued entries while the window allows, in order, stopping at the
-// first entry that is not durable yet. Expired entries are dropped (and recorded in tx
-// when tx is not nil). Called with ss.mu held.
-func (ss *sess) pumpLocked(s *Server, now time.Time, tx *txn) {
+// first entry that is not durable yet. Expired entries are dropped. by is the reader
+// routing a publication, which writes the deliveries itself (conn.unlockFlushBy); nil
+// elsewhere. Called with ss.mu held.
+func (ss *sess) pumpLocked(s *Server, now time.Time, by *conn) {
 	defer ss.relieveLocked(s) // sent entries free places in the queue
 	c := ss.conn
 	if c == nil {
@@ -353,8 +354,8 @@ func (ss *sess) pumpLocked(s *Server, now time.Time, tx *txn) {
 		}
 		first := len(ss.st.Inflight) == 0
 		ss.st.Next()
-		if !c.sendPublish(e.Delivery, e.ID, e.Dup, now) { // expired or too large [MQTT-3.3.2-5] [MQTT-3.1.2-25]
-			ss.discardLocked(s, e, tx)
+		if !c.sendPublish(e.Delivery, e.ID, e.Dup, now, by) { // expired or too large [MQTT-3.3.2-5] [MQTT-3.1.2-25]
+			ss.discardLocked(s, e)
 		} else if first && now.After(ss.lastAck) {
 			ss.lastAck = now // the client has something to acknowledge from now on
 		}
@@ -365,9 +366,9 @@ func (ss *sess) pumpLocked(s *Server, now time.Time, tx *txn) {
 // pumpLocked's stack frame, on every delivery's path, stays small (see conn.serve).
 //
 //go:noinline
-func (ss *sess) discardLocked(s *Server, e session.Entry, tx *txn) {
+func (ss *sess) discardLocked(s *Server, e session.Entry) {
 	ss.st.Drop(e.ID)
-	ss.forget(s, e, tx)
+	ss.forget(s, e, nil)
 }
 
 // forget records the removal of an entry from a persistent session.
@@ -399,7 +400,7 @@ func (ss *sess) resumeLocked(s *Server, now time.Time) {
 			c.sendAck(&packet.Ack{Type: packet.PUBREL, PacketID: e.ID})
 			return true
 		default:
-			return c.sendPublish(e.Delivery, e.ID, true, now) // DUP=1 [MQTT-3.3.1-1]
+			return c.sendPublish(e.Delivery, e.ID, true, now, nil) // DUP=1 [MQTT-3.3.1-1]
 		}
 	}) {
 		ss.forget(s, e, nil)

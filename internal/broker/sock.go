@@ -30,6 +30,18 @@ type sock struct {
 	// hup: the client hung up (or the socket failed). A short read then does not mean
 	// that the socket is empty: the end of the stream is still to be read.
 	hup atomic.Bool
+
+	// Writes: wmu orders them and guards backlog; it is held across a write that may wait,
+	// so only Write and drain take it. With nowait set (noWait), a Write does not wait for
+	// room: what the socket does not take now is kept in backlog (left: backlog is not
+	// empty), and the next Write that may wait (a flusher's) or drain writes it first.
+	// writes counts the Writes under way: noWait sets nowait only when none is, since one
+	// that waits could hold crypto/tls's write lock meanwhile.
+	wmu     sync.Mutex
+	backlog []byte
+	left    atomic.Bool
+	nowait  atomic.Bool
+	writes  atomic.Int32
 }
 
 // wake is c's wake function for the Server's Waiter.
@@ -134,11 +146,97 @@ func (r *rawRead) read(fd uintptr) {
 	}
 }
 
-// Write writes all of b, as the TCPConn would (see rawRead for why raw).
+// Write writes all of b, as the TCPConn would (see rawRead for why raw); with nowait set,
+// what the socket takes now, the rest left in backlog (see noWait).
 func (s *sock) Write(b []byte) (int, error) {
+	s.writes.Add(1) // before nowait is read: see noWait
+	s.wmu.Lock()
+	n, err := s.writeLocked(b)
+	s.wmu.Unlock()
+	s.writes.Add(-1)
+	return n, err
+}
+
+func (s *sock) writeLocked(b []byte) (int, error) {
+	if s.nowait.Load() {
+		all := len(b)
+		if len(s.backlog) == 0 {
+			n, err := s.write(b, false)
+			if err != nil {
+				return n, err
+			}
+			b = b[n:]
+		}
+		if len(b) > 0 {
+			s.backlog = append(s.backlog, b...) // in order, after what is left already
+			s.left.Store(true)
+		}
+		return all, nil
+	}
+	if err := s.drainLocked(); err != nil {
+		return 0, err
+	}
+	return s.write(b, true)
+}
+
+// drainLocked writes backlog, waiting for room (to the write deadline). Called with wmu
+// held.
+func (s *sock) drainLocked() error {
+	if len(s.backlog) == 0 {
+		return nil
+	}
+	_, err := s.write(s.backlog, true)
+	s.backlog = nil
+	s.left.Store(false)
+	return err
+}
+
+// drain writes what Writes that did not wait left (see noWait), waiting for room.
+func (s *sock) drain() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.drainLocked()
+}
+
+// noWait makes the Writes that follow not wait for room in the socket (until waitAgain):
+// a reader that writes another connection's deliveries (conn.writeNow) must never wait
+// for that client, which may have stopped reading (T76). It reports false, changing
+// nothing, while a Write is under way (it may be waiting, and hold crypto/tls's write
+// lock) or a backlog waits to be written.
+func (s *sock) noWait() bool {
+	s.nowait.Store(true)
+	// A Write counted before this load is seen here; one counted after reads nowait set.
+	if s.writes.Load() != 0 || s.backlogged() {
+		s.nowait.Store(false)
+		return false
+	}
+	return true
+}
+
+// waitAgain ends noWait: Writes wait for room again. It reports whether the Writes
+// meanwhile left a backlog, for a flusher to drain. (Not waiting for wmu, it may miss what
+// one of crypto/tls's own writes, a KeyUpdate or an alert made by the reader at the same
+// time, leaves: that is written first by the next Write that may wait.)
+func (s *sock) waitAgain() bool {
+	s.nowait.Store(false)
+	return s.left.Load()
+}
+
+// backlogged reports whether a backlog waits to be written; it never waits for wmu, so
+// that it may be called under conn.outMu.
+func (s *sock) backlogged() bool { return s.left.Load() }
+
+// write writes b with raw write(2)s: all of it, waiting for room (to the write deadline),
+// or (wait false) what the socket takes now, without looking at the deadline.
+func (s *sock) write(b []byte, wait bool) (int, error) {
 	w := rawWrites.Get().(*rawWrite)
 	w.b, w.n, w.err = b, 0, nil
-	err := s.rc.Write(w.fn)
+	var err error
+	if wait {
+		err = s.rc.Write(w.fn)
+	} else {
+		err = s.rc.Control(w.once)
+	}
 	n := w.n
 	if err == nil {
 		err = w.err
@@ -153,15 +251,17 @@ func (s *sock) Write(b []byte) (int, error) {
 
 // rawWrite is a Write's state for RawConn.Write's function, pooled as rawRead is.
 type rawWrite struct {
-	b   []byte
-	n   int
-	err error
-	fn  func(fd uintptr) bool // write, bound once
+	b    []byte
+	n    int
+	err  error
+	fn   func(fd uintptr) bool // write, bound once
+	once func(fd uintptr)      // write, not waiting
 }
 
 var rawWrites = sync.Pool{New: func() any {
 	w := new(rawWrite)
 	w.fn = w.write
+	w.once = func(fd uintptr) { w.write(fd) }
 	return w
 }}
 

@@ -200,3 +200,97 @@ func TestSockReadWrite(t *testing.T) {
 		t.Fatalf("write after Close: %v; want net.ErrClosed", err)
 	}
 }
+
+// TestSockNoWait: after noWait, a write to a socket whose peer reads nothing returns at
+// once, all of it accepted, and keeps what the socket did not take; the next write that
+// may wait (or drain) writes that first, so the peer reads every byte once, in order.
+// noWait refuses, changing nothing, while a backlog waits or a write is under way (one
+// waiting for room could hold crypto/tls's write lock).
+func TestSockNoWait(t *testing.T) {
+	s, peer := sockPair(t)
+	s.SetWriteBuffer(64 << 10)
+	peer.(*net.TCPConn).SetReadBuffer(64 << 10)
+	big := make([]byte, 4<<20)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	tail := []byte("after the backlog")
+	// A write that waited would fail at this deadline: the peer reads nothing yet.
+	s.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	if !s.noWait() {
+		t.Fatal("noWait on an idle socket: false")
+	}
+	if n, err := s.Write(big[:1<<20]); n != 1<<20 || err != nil {
+		t.Fatalf("write without waiting: %d of %d, %v", n, 1<<20, err)
+	}
+	if n, err := s.Write(big[1<<20:]); n != len(big)-1<<20 || err != nil {
+		t.Fatalf("second write without waiting: %d of %d, %v", n, len(big)-1<<20, err)
+	}
+	if !s.waitAgain() {
+		t.Fatal("4 MiB into a socket of 64 KiB left no backlog")
+	}
+	if s.noWait() || s.nowait.Load() {
+		t.Fatal("noWait with a backlog waiting: true")
+	}
+
+	got := make(chan []byte, 1)
+	go func() {
+		all := make([]byte, len(big)+len(tail))
+		io.ReadFull(peer, all)
+		got <- all
+	}()
+	s.SetWriteDeadline(time.Time{})
+	if n, err := s.Write(tail); n != len(tail) || err != nil {
+		t.Fatalf("write after the backlog: %d of %d, %v", n, len(tail), err)
+	}
+	if s.backlogged() {
+		t.Fatal("a write that may wait left the backlog")
+	}
+	if all := <-got; !bytes.Equal(all, append(big[:len(big):len(big)], tail...)) {
+		t.Fatal("the peer did not read the backlog, then the next write, in order")
+	}
+
+	// A write under way (waiting for room): noWait refuses, and leaves writes waiting.
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Write(big)
+		done <- err
+	}()
+	for s.writes.Load() == 0 {
+		time.Sleep(time.Millisecond) // until the write is under way
+	}
+	if s.noWait() || s.nowait.Load() {
+		t.Fatal("noWait while a write is under way: true")
+	}
+	go func() {
+		all := make([]byte, len(big))
+		io.ReadFull(peer, all)
+		got <- all
+	}()
+	if err := <-done; err != nil {
+		t.Fatalf("the write under way: %v", err)
+	}
+	if !bytes.Equal(<-got, big) {
+		t.Fatal("the peer did not read the write under way")
+	}
+
+	// drain writes a backlog on its own.
+	if !s.noWait() {
+		t.Fatal("noWait on an idle socket: false")
+	}
+	s.Write(big)
+	if !s.waitAgain() {
+		t.Fatal("4 MiB into a socket of 64 KiB left no backlog")
+	}
+	go func() {
+		all := make([]byte, len(big))
+		io.ReadFull(peer, all)
+		got <- all
+	}()
+	if err := s.drain(); err != nil || s.backlogged() {
+		t.Fatalf("drain: %v, backlog left: %v", err, s.backlogged())
+	}
+	if !bytes.Equal(<-got, big) {
+		t.Fatal("the peer did not read the drained backlog")
+	}
+}

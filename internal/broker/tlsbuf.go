@@ -93,3 +93,14 @@ func releaseTLSBuffers(tc *tls.Conn, keep int) bool {
 	}
 	return raw.Cap() <= tlsKeepRaw
 }
+
+// tlsDrained reports whether tc holds nothing read from the socket: no record, or part of
+// one, and no decrypted data not yet read; false where that cannot be known. Only on the
+// goroutine that reads tc, between reads (see tlsBufs).
+func tlsDrained(tc *tls.Conn) bool {
+	if !tlsBufs.ok {
+		return false
+	}
+	_, raw, in := tlsBuffersOf(tc)
+	return raw.Len() == 0 && in.Len() == 0
+}

@@ -36,6 +36,7 @@ type txn struct {
 	// its reader goroutine (conn.hold) while nothing of it is routed yet, the publication
 	// being handled again after; Type 0: it may not.
 	pub     *conn
+	by      *conn // the reader routing a network publication (see conn.unlockFlushBy); nil: none
 	room    chan struct{}
 	until   time.Time
 	promise *sess
@@ -60,7 +61,7 @@ func (t *txn) reset() {
 	t.dropped = 0
 	clear(t.congested)
 	t.congested = t.congested[:0]
-	t.pub, t.room, t.until, t.promise, t.replay = nil, nil, time.Time{}, nil, packet.FixedHeader{}
+	t.pub, t.by, t.room, t.until, t.promise, t.replay = nil, nil, nil, time.Time{}, nil, packet.FixedHeader{}
 }
 
 // dropPromise gives back a place the publication was woken for and did not take.

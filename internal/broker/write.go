@@ -2,6 +2,7 @@ package broker
 
 import (
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,6 +76,85 @@ func (c *conn) unlockFlush() {
 	}
 }
 
+// unlockFlushBy is unlockFlush for a delivery routed by the reader of conn by (nil: none):
+// where a flusher would start, by claims the write instead, and makes it before it may
+// block (flushDeferred, writeClaimed), at most maxClaims connections at a time. A
+// flusher handed the connection would wait in the run queue behind the other runnable
+// goroutines, the readers woken with this one among them: the tail of a lone delivery's
+// latency (scenario 4, docs/PERFORMANCE.md, session 18). A claim holds nothing: a flusher
+// started meanwhile by another producer writes the bytes instead.
+func (c *conn) unlockFlushBy(by *conn) {
+	if by == nil || by == c || c.sock == nil || c.flushing || !c.writing || c.closing.Load() {
+		c.unlockFlush()
+		return
+	}
+	switch {
+	case slices.Contains(by.claimed, c):
+	case len(by.claimed) < maxClaims:
+		by.claimed = append(by.claimed, c)
+	default:
+		c.unlockFlush()
+		return
+	}
+	c.outMu.Unlock()
+}
+
+// maxClaims is how many connections a reader writes for at a time (unlockFlushBy); the
+// deliveries of a fan-out to more go to flushers, which other cores may run meanwhile.
+const maxClaims = 8
+
+// writeClaimed writes what the reader claimed to write (unlockFlushBy).
+func (c *conn) writeClaimed() {
+	for i, d := range c.claimed {
+		c.claimed[i] = nil
+		d.writeNow()
+	}
+	c.claimed = c.claimed[:0]
+}
+
+// handClaimed hands what the reader claimed to write to flushers: the reader ends.
+func (c *conn) handClaimed() {
+	for i, d := range c.claimed {
+		c.claimed[i] = nil
+		d.outMu.Lock()
+		d.unlockFlush()
+	}
+	c.claimed = c.claimed[:0]
+}
+
+// writeNow writes the connection's pending bytes in one write for another connection's
+// reader (writeClaimed), which must never wait for this client (T76): the socket takes
+// what it has room for, and a flusher writes the rest (sock.noWait). Where a flusher runs
+// already, or the socket cannot be written without waiting now, one does it all.
+func (c *conn) writeNow() {
+	c.outMu.Lock()
+	if !c.writing || c.flushing || c.closed || c.closing.Load() || len(c.pending) == 0 || !c.sock.noWait() {
+		c.unlockFlush() // a flusher where one is needed
+		return
+	}
+	c.flushing = true
+	buf := c.pending
+	c.pending = nil
+	c.outMu.Unlock()
+	_, err := c.nc.Write(buf)
+	left := c.sock.waitAgain()
+	if err != nil {
+		c.endWriter()
+		return
+	}
+	putWriteBuf(buf)
+	if left {
+		testHookWriteLeft()
+		c.s.flushes.hand(c.s, c) // flushing stays set: the flusher drains the backlog
+		return
+	}
+	c.outMu.Lock()
+	c.flushing = false
+	c.unlockFlush() // a flusher for what others added meanwhile
+}
+
+var testHookWriteLeft = func() {}
+
 // flush writes what producers appended to pending, many packets per write, until nothing is
 // left, then returns (its flusher goroutine goes back to the pool): an idle connection has
 // no writer goroutine and no write buffer. Once the connection is closing and everything is
@@ -89,6 +169,19 @@ func (c *conn) flush() {
 	var buf []byte
 	for {
 		c.outMu.Lock()
+		if len(c.pending) == 0 && c.sock != nil && c.sock.backlogged() {
+			// What a write that could not wait left (writeNow): written before
+			// anything else, and before the connection is done with.
+			c.outMu.Unlock()
+			if !c.closing.Load() {
+				c.extendWriteDeadline()
+			}
+			if err := c.sock.drain(); err != nil {
+				c.endWriter()
+				return
+			}
+			continue
+		}
 		if len(c.pending) == 0 {
 			putWriteBuf(c.pending)
 			putWriteBuf(buf)
@@ -202,11 +295,20 @@ func (c *conn) sendAckDeferred(a *packet.Ack) {
 	c.unlockFlush() // closing: a flusher ends the write side
 }
 
-// flushDeferred writes what sendAckDeferred left pending, on the reader goroutine, in one
-// write; whatever other producers add meanwhile goes to a flusher goroutine, so the reader
-// is back to reading after one write (or WriteTimeout). The reader calls it before it may
-// block: before reading a packet that is not whole in its buffer, before waiting.
+// flushDeferred writes what the reader deferred before it may block: the deliveries it
+// claimed (unlockFlushBy), then its own client's acknowledgements (flushAcks).
 func (c *conn) flushDeferred() {
+	if len(c.claimed) > 0 {
+		c.writeClaimed() // first: those never wait, this client's own write may
+	}
+	c.flushAcks()
+}
+
+// flushAcks writes what sendAckDeferred left pending, on the reader goroutine, in one
+// write; whatever other producers add meanwhile goes to a flusher goroutine, so the reader
+// is back to reading after one write (or WriteTimeout). The reader calls it before
+// reading a packet that is not whole in its buffer, and before it may block.
+func (c *conn) flushAcks() {
 	c.outMu.Lock()
 	if !c.deferred {
 		c.outMu.Unlock()
@@ -239,13 +341,13 @@ func (c *conn) sendSubAck(a *packet.SubAck) {
 // sendPublish encodes a delivery onto the connection. It returns false when the message
 // was not sent and must not be tracked: expired, larger than the client accepts, or a
 // QoS 0 message dropped because the client is not reading. Called with c.ss.mu held.
-func (c *conn) sendPublish(d session.Delivery, id uint16, dup bool, now time.Time) bool {
+func (c *conn) sendPublish(d session.Delivery, id uint16, dup bool, now time.Time, by *conn) bool {
 	m := d.Msg
 	if !dup && m.Expired(now) {
 		return false // [MQTT-3.3.2-5]; a resent message is completed: the client may hold its id
 	}
 	if d.QoS == 0 && len(d.SubIDs) == 0 && c.aliasOutMax == 0 && m.Expiry.IsZero() {
-		return c.sendShared(d)
+		return c.sendShared(d, by)
 	}
 	// Field by field: a composite literal would be built in a temporary as large as p and
 	// copied, doubling this frame, which is on every delivery's path (see conn.serve).
@@ -288,7 +390,7 @@ func (c *conn) sendPublish(d session.Delivery, id uint16, dup bool, now time.Tim
 		}
 	}
 	c.pending = packet.AppendPublish(c.out(), &p, c.version)
-	c.unlockFlush()
+	c.unlockFlushBy(by)
 	if id == 0 {
 		c.s.stats.sent.Add(1)
 	}
@@ -314,7 +416,7 @@ func setProps5(p *packet.Publish, d session.Delivery, now time.Time) {
 // same protocol version. The first such delivery of a message encodes it straight into
 // the connection's buffer; later ones encode it once more, into the message's cache, and
 // copy that (see session.Message.Encoded).
-func (c *conn) sendShared(d session.Delivery) bool {
+func (c *conn) sendShared(d session.Delivery, by *conn) bool {
 	m := d.Msg
 	slot := session.EncodedSlot(c.version == packet.Version5, d.Retain)
 	b, first := m.Encoded(slot)
@@ -347,7 +449,7 @@ func (c *conn) sendShared(d session.Delivery) bool {
 	} else {
 		c.pending = packet.AppendPublish(c.out(), &p, c.version)
 	}
-	c.unlockFlush()
+	c.unlockFlushBy(by)
 	c.s.stats.sent.Add(1)
 	return true
 }
