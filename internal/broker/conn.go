@@ -397,6 +397,11 @@ func (c *conn) resume() {
 // the connection.
 func (c *conn) closeSocket() {
 	c.shut.Store(true) // before resume: see sleep
+	if c.sock != nil && c.sock.backlogged() {
+		// A flusher may be writing the backlog, past crypto/tls: its Close would wait for
+		// that write to send close_notify.
+		c.sock.Close()
+	}
 	c.nc.Close()
 	c.resume()
 	c.unhold()

@@ -55,11 +55,16 @@ func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
 // connection is passed to wrap, when not nil, before TLS goes over it).
 func dormantServer(t *testing.T, useTLS bool) (*testServer, func(wrap func(net.Conn) net.Conn) *rawConn) {
 	t.Helper()
+	return dormantServerCfg(t, useTLS, broker.Config{})
+}
+
+// dormantServerCfg is dormantServer with cfg.
+func dormantServerCfg(t *testing.T, useTLS bool, cfg broker.Config) (*testServer, func(wrap func(net.Conn) net.Conn) *rawConn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := broker.Config{}
 	if !useTLS {
 		s := serveOn(t, cfg, ln, ln, nil)
 		return s, func(func(net.Conn) net.Conn) *rawConn { return dialRaw(t, s.Addr) }

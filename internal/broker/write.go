@@ -84,7 +84,7 @@ func (c *conn) unlockFlush() {
 // latency (scenario 4, docs/PERFORMANCE.md, session 18). A claim holds nothing: a flusher
 // started meanwhile by another producer writes the bytes instead.
 func (c *conn) unlockFlushBy(by *conn) {
-	if by == nil || by == c || c.sock == nil || c.flushing || !c.writing || c.closing.Load() {
+	if by == nil || by == c || c.sock == nil || c.flushing || !c.writing || c.closing.Load() || len(c.pending) > maxClaimedPending {
 		c.unlockFlush()
 		return
 	}
@@ -101,32 +101,52 @@ func (c *conn) unlockFlushBy(by *conn) {
 
 // maxClaims is how many connections a reader writes for at a time (unlockFlushBy); the
 // deliveries of a fan-out to more go to flushers, which other cores may run meanwhile.
-const maxClaims = 8
+// maxClaimedPending: past it a flusher writes a claimed connection's pending bytes, so
+// that a reader going through a long burst does not hold back a subscriber's deliveries
+// until they reach MaxPendingWrite (QoS 0 messages then dropped).
+const (
+	maxClaims         = 8
+	maxClaimedPending = 32 << 10
+)
 
 // writeClaimed writes what the reader claimed to write (unlockFlushBy).
 func (c *conn) writeClaimed() {
-	for i, d := range c.claimed {
-		c.claimed[i] = nil
-		d.writeNow()
+	for len(c.claimed) > 0 {
+		c.popClaimed().writeNow()
 	}
-	c.claimed = c.claimed[:0]
 }
 
 // handClaimed hands what the reader claimed to write to flushers: the reader ends.
 func (c *conn) handClaimed() {
-	for i, d := range c.claimed {
-		c.claimed[i] = nil
+	for len(c.claimed) > 0 {
+		d := c.popClaimed()
 		d.outMu.Lock()
 		d.unlockFlush()
 	}
-	c.claimed = c.claimed[:0]
 }
 
-// writeNow writes the connection's pending bytes in one write for another connection's
-// reader (writeClaimed), which must never wait for this client (T76): the socket takes
-// what it has room for, and a flusher writes the rest (sock.noWait). Where a flusher runs
-// already, or the socket cannot be written without waiting now, one does it all.
+// popClaimed takes a connection off the claimed list: one whose write panics is not
+// handed on again (it ended its writer).
+func (c *conn) popClaimed() *conn {
+	n := len(c.claimed) - 1
+	d := c.claimed[n]
+	c.claimed[n] = nil
+	c.claimed = c.claimed[:n]
+	return d
+}
+
+// writeNow writes the connection's pending bytes in one write that never waits for this
+// client: for another connection's reader (writeClaimed), which must not (T76), or for its
+// own reader while deliveries it claimed wait (flushAcks). The socket takes what it has
+// room for, and a flusher writes the rest (sock.noWait). Where a flusher runs already, or
+// the socket cannot be written without waiting now, one does it all.
 func (c *conn) writeNow() {
+	defer func() {
+		if r := recover(); r != nil { // the writer ends, not the reader that wrote for it
+			c.s.logPanic("writer", r)
+			c.endWriter()
+		}
+	}()
 	c.outMu.Lock()
 	if !c.writing || c.flushing || c.closed || c.closing.Load() || len(c.pending) == 0 || !c.sock.noWait() {
 		c.unlockFlush() // a flusher where one is needed
@@ -315,6 +335,13 @@ func (c *conn) flushAcks() {
 		return
 	}
 	c.deferred = false
+	if len(c.claimed) > 0 && c.sock != nil {
+		// Deliveries it claimed wait for this write: it must not wait for this client
+		// either (what the socket does not take now is left to a flusher).
+		c.outMu.Unlock()
+		c.writeNow()
+		return
+	}
 	if !c.writing || c.flushing || c.closed || c.closing.Load() || len(c.pending) == 0 {
 		c.unlockFlush() // a flusher runs, or has to end the write side
 		return

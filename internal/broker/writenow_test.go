@@ -3,6 +3,7 @@ package broker_test
 import (
 	"bytes"
 	"encoding/binary"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,36 +24,11 @@ func TestReaderWritesForStalledSubscriber(t *testing.T) {
 		broker.OnWriteLeft(t, func() { left.Add(1) })
 		_, dial := dormantServer(t, useTLS)
 		v := byte(packet.Version5)
-		login := func(id, filter string, qos byte) *rawConn {
-			c := dial(nil)
-			if ack := c.ftConnect(&packet.Connect{Version: v, CleanStart: true, KeepAlive: 60, ClientID: id}); ack.Reason != packet.Success {
-				t.Fatalf("CONNACK for %s: %#x", id, byte(ack.Reason))
-			}
-			if filter != "" {
-				c.ftSub(v, filter, qos)
-			}
-			return c
-		}
+		login := stalledLogin(t, dial)
 		slow := login("slow", "w/#", 1)
 		other := login("other", "probe", 0)
 		pub := login("pub", "", 0)
-
-		// 16 KiB messages at QoS 0 until a write for the stalled subscriber left a backlog
-		// (its socket's buffers full: several MiB on loopback).
-		payload := func(seq uint32) []byte {
-			b := make([]byte, 16<<10)
-			for i := range b {
-				b[i] = byte(seq) + byte(i*13)
-			}
-			return binary.BigEndian.AppendUint32(b[:0], seq)[:len(b)]
-		}
-		var seq uint32
-		for ; left.Load() == 0; seq++ {
-			if seq == 8000 {
-				t.Fatal("125 MiB to a subscriber that reads nothing left no backlog")
-			}
-			pub.ftPublish(v, &packet.Publish{Topic: "w/x", Payload: payload(seq)})
-		}
+		seq := fillStalled(t, pub, &left, 1)
 
 		// The publisher is not held up by it: acknowledged, and heard by another subscriber.
 		pub.ftPublish(v, &packet.Publish{QoS: 1, PacketID: 1, Topic: "probe", Payload: []byte("p")})
@@ -77,7 +53,7 @@ func TestReaderWritesForStalledSubscriber(t *testing.T) {
 				break
 			}
 			n := int64(binary.BigEndian.Uint32(p.Payload))
-			if p.Topic != "w/x" || n <= last || n >= int64(seq) || !bytes.Equal(p.Payload, payload(uint32(n))) {
+			if p.Topic != "w/x" || n <= last || n >= int64(seq) || !bytes.Equal(p.Payload, stalledPayload(uint32(n))) {
 				t.Fatalf("message %d: topic %q, seq %d after %d (of %d sent): not whole, or out of order", got, p.Topic, n, last, seq)
 			}
 			last = n
@@ -88,6 +64,74 @@ func TestReaderWritesForStalledSubscriber(t *testing.T) {
 		}
 		t.Logf("%d of %d messages reached the stalled subscriber; %d writes left a backlog", got, seq, left.Load())
 	})
+}
+
+// stalledLogin returns a function that connects a 5.0 client over dial (clean start, keep
+// alive 60) and subscribes it to filter at qos (none when filter is empty).
+func stalledLogin(t *testing.T, dial func(func(net.Conn) net.Conn) *rawConn) func(id, filter string, qos byte) *rawConn {
+	return func(id, filter string, qos byte) *rawConn {
+		t.Helper()
+		c := dial(nil)
+		if ack := c.ftConnect(&packet.Connect{Version: packet.Version5, CleanStart: true, KeepAlive: 60, ClientID: id}); ack.Reason != packet.Success {
+			t.Fatalf("CONNACK for %s: %#x", id, byte(ack.Reason))
+		}
+		if filter != "" {
+			c.ftSub(packet.Version5, filter, qos)
+		}
+		return c
+	}
+}
+
+// stalledPayload is message seq's 16 KiB payload: seq first, then bytes that depend on it.
+func stalledPayload(seq uint32) []byte {
+	b := make([]byte, 16<<10)
+	for i := range b {
+		b[i] = byte(seq) + byte(i*13)
+	}
+	return binary.BigEndian.AppendUint32(b[:0], seq)[:len(b)]
+}
+
+// fillStalled publishes 16 KiB messages at QoS 0 on w/x until writes for subscribers that
+// read nothing left a backlog n times (left counts them: a socket's buffers are full,
+// several MiB on loopback), and returns how many it published. Each is followed by a QoS 1
+// publication on another topic, acknowledged once the message before it was routed: none
+// follows the one whose write left the backlog.
+func fillStalled(t *testing.T, pub *rawConn, left *atomic.Int32, n int32) uint32 {
+	t.Helper()
+	var seq uint32
+	for ; left.Load() < n; seq++ {
+		if seq == 8000 {
+			t.Fatal("125 MiB to a subscriber that reads nothing left no backlog")
+		}
+		pub.ftPublish(packet.Version5, &packet.Publish{Topic: "w/x", Payload: stalledPayload(seq)})
+		pub.ftPublish(packet.Version5, &packet.Publish{QoS: 1, PacketID: 9, Topic: "sync"})
+		pub.expectType(packet.PUBACK)
+	}
+	return seq
+}
+
+// TestCloseWithBacklog: Close does not wait for the flushers that write a backlog to TLS
+// subscribers that read nothing. (crypto/tls's Close would send its close_notify after
+// such a write, which its own 5 s write deadline then ends: 15 s for these three.)
+func TestCloseWithBacklog(t *testing.T) {
+	var left atomic.Int32
+	broker.OnWriteLeft(t, func() { left.Add(1) })
+	s, dial := dormantServerCfg(t, true, broker.Config{WriteTimeout: time.Minute})
+	login := stalledLogin(t, dial)
+	for _, id := range []string{"slow1", "slow2", "slow3"} {
+		login(id, "w/#", 0)
+	}
+	fillStalled(t, login("pub", "", 0), &left, 3)
+	done := make(chan struct{})
+	go func() {
+		s.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for the writes to subscribers that read nothing")
+	}
 }
 
 // TestReaderEndsWithClaimedWrites: a reader that claimed a subscriber's write
