@@ -26,6 +26,13 @@ func FuzzConnection(f *testing.F) {
 	// Thousands of connections a second from one address: the per-address limits are not
 	// what this target is about.
 	s := startServer(f, broker.Config{ConnectTimeout: 500 * time.Millisecond, ConnectionRate: 1e6, ConnectionBurst: 1e6, MaxConnectionsPerAddress: 1e6})
+	// A subscriber to everything, which reads all it gets: what a fuzzed client publishes
+	// is routed to another connection, and written by the fuzzed client's reader
+	// (conn.unlockFlushBy), whatever follows it.
+	w, _ := ftDial(f, s.Addr, packet.Version5, "watch", func(p *packet.Connect) { p.KeepAlive = 0 })
+	w.ftSub(packet.Version5, "#", 0)
+	w.nc.SetReadDeadline(time.Time{})
+	go io.Copy(io.Discard, w.nc) // ends when the connection closes
 	f.Fuzz(func(t *testing.T, version byte, input []byte) {
 		c := dialRaw(t, s.Addr)
 		if v := version%3 + 3; v >= packet.Version311 && version != 0 {
