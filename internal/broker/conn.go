@@ -222,9 +222,14 @@ func (c *conn) loop() error {
 
 // readAll reports whether the reader likely read everything its client sent: the last
 // read from the socket found no more, and crypto/tls holds no record, nor data of one.
+// True where that cannot be known (no sock, as over WebSocket): the reader then writes
+// what it claimed before its own acknowledgements, whose write may wait for its client.
 // Called by the reader, between packets.
 func (c *conn) readAll() bool {
-	if c.sock == nil || !c.sock.drained {
+	if c.sock == nil {
+		return true
+	}
+	if !c.sock.drained {
 		return false
 	}
 	if tc, ok := c.nc.(*tls.Conn); ok {

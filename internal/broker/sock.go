@@ -150,11 +150,10 @@ func (r *rawRead) read(fd uintptr) {
 // what the socket takes now, the rest left in backlog (see noWait).
 func (s *sock) Write(b []byte) (int, error) {
 	s.writes.Add(1) // before nowait is read: see noWait
+	defer s.writes.Add(-1)
 	s.wmu.Lock()
-	n, err := s.writeLocked(b)
-	s.wmu.Unlock()
-	s.writes.Add(-1)
-	return n, err
+	defer s.wmu.Unlock()
+	return s.writeLocked(b)
 }
 
 func (s *sock) writeLocked(b []byte) (int, error) {

@@ -144,6 +144,7 @@ func (c *conn) writeNow() {
 	defer func() {
 		if r := recover(); r != nil { // the writer ends, not the reader that wrote for it
 			c.s.logPanic("writer", r)
+			c.sock.Close() // first: crypto/tls's close_notify would wait for room
 			c.endWriter()
 		}
 	}()
