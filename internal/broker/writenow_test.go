@@ -182,3 +182,54 @@ func TestClaimedWritesBeforeWaitingForRest(t *testing.T) {
 		t.Fatalf("the subscriber got % x", got[:16])
 	}
 }
+
+// gatedConns hands out accepted connections wrapped, as a WebSocket listener's are (the
+// broker has no sock for them), whose writes wait while the gate is closed.
+type gatedConns struct {
+	net.Listener
+	gate chan struct{} // writes wait while it holds a token
+}
+
+type gatedConn struct {
+	net.Conn
+	gate chan struct{}
+}
+
+func (l gatedConns) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return gatedConn{c, l.gate}, nil
+}
+
+func (c gatedConn) Write(b []byte) (int, error) {
+	c.gate <- struct{}{} // waits while the test holds the gate closed
+	<-c.gate
+	return c.Conn.Write(b)
+}
+
+// TestClaimedWritesBeforeOwnAcks: a reader that cannot probe its socket (WebSocket) writes
+// the deliveries it claimed before its own client's acknowledgement, whose write may wait
+// for that client: here it waits until the end of the test, and the subscriber still gets
+// the message.
+func TestClaimedWritesBeforeOwnAcks(t *testing.T) {
+	s := startServer(t, broker.Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{}, 1)
+	go s.Serve(gatedConns{ln, gate}, broker.ListenerOptions{Name: "gated", AllowAnonymous: true}) // ends with the server
+	v := byte(packet.Version5)
+	sub, _ := ftDial(t, s.Addr, v, "sub", nil)
+	sub.ftSub(v, "t", 0)
+	pub, _ := ftDial(t, ln.Addr().String(), v, "pub", nil)
+
+	gate <- struct{}{} // the broker's writes to pub wait from here
+	t.Cleanup(func() { <-gate })
+	pub.ftPublish(v, &packet.Publish{QoS: 1, PacketID: 1, Topic: "t", Payload: []byte("x")})
+	if got, want := sub.expectType(packet.PUBLISH), packet.AppendPublish(nil, &packet.Publish{Topic: "t", Payload: []byte("x")}, v); !bytes.Equal(got, want) {
+		t.Fatalf("the subscriber got % x, want % x", got, want)
+	}
+}
