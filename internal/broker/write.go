@@ -149,7 +149,16 @@ func (c *conn) writeNow() {
 		}
 	}()
 	c.outMu.Lock()
-	if !c.writing || c.flushing || c.closed || c.closing.Load() || len(c.pending) == 0 || !c.sock.noWait() {
+	c.writePendingLocked(false)
+}
+
+// writePendingLocked writes pending in one write, on the caller's goroutine, unless a
+// flusher runs, or has to end the write side; whatever other producers add meanwhile goes
+// to a flusher. wait: the write may wait for room (to WriteTimeout); otherwise it never
+// does (sock.noWait), and a flusher writes what the socket did not take. Called with
+// outMu held, which it releases.
+func (c *conn) writePendingLocked(wait bool) {
+	if !c.writing || c.flushing || c.closed || c.closing.Load() || len(c.pending) == 0 || !wait && !c.sock.noWait() {
 		c.unlockFlush() // a flusher where one is needed
 		return
 	}
@@ -157,8 +166,11 @@ func (c *conn) writeNow() {
 	buf := c.pending
 	c.pending = nil
 	c.outMu.Unlock()
+	if wait {
+		c.extendWriteDeadline()
+	}
 	_, err := c.nc.Write(buf)
-	left := c.sock.waitAgain()
+	left := !wait && c.sock.waitAgain()
 	if err != nil {
 		c.endWriter()
 		return
@@ -174,6 +186,8 @@ func (c *conn) writeNow() {
 	c.unlockFlush() // a flusher for what others added meanwhile
 }
 
+// testHookWriteLeft is called when a write that could not wait left a backlog (tests
+// count them: OnWriteLeft).
 var testHookWriteLeft = func() {}
 
 // flush writes what producers appended to pending, many packets per write, until nothing is
@@ -336,30 +350,9 @@ func (c *conn) flushAcks() {
 		return
 	}
 	c.deferred = false
-	if len(c.claimed) > 0 && c.sock != nil {
-		// Deliveries it claimed wait for this write: it must not wait for this client
-		// either (what the socket does not take now is left to a flusher).
-		c.outMu.Unlock()
-		c.writeNow()
-		return
-	}
-	if !c.writing || c.flushing || c.closed || c.closing.Load() || len(c.pending) == 0 {
-		c.unlockFlush() // a flusher runs, or has to end the write side
-		return
-	}
-	c.flushing = true
-	buf := c.pending
-	c.pending = nil
-	c.outMu.Unlock()
-	c.extendWriteDeadline()
-	if _, err := c.nc.Write(buf); err != nil {
-		c.endWriter()
-		return
-	}
-	putWriteBuf(buf)
-	c.outMu.Lock()
-	c.flushing = false
-	c.unlockFlush() // a flusher for what others added meanwhile
+	// Deliveries it claimed wait for this write: then it must not wait for this client
+	// either (there is a sock: see readAll).
+	c.writePendingLocked(len(c.claimed) == 0 || c.sock == nil)
 }
 
 func (c *conn) sendSubAck(a *packet.SubAck) {
