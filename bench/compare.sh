@@ -77,6 +77,13 @@ Environment:
   PORT_BASE=28800 ports: mosquitto +1/+2/+3, mochi +11/+12/+13, vitalmq +21/+22/+23,
                   forwarder +31/+32/+33
                   (plain / TLS / TLS requiring a client certificate)
+  MAX_STEAL=1     a pubsub run during which the hypervisor gave more than this share (%) of
+                  the broker's CPU to other guests (the load tool's steal_pct, from /proc/stat)
+                  is run again, at most STEAL_RETRIES=2 more times, and the table takes the
+                  last try: on a shared VM a stolen millisecond lands in the latency tail of
+                  whichever broker was running (docs/PERFORMANCE.md, session 19). The raw
+                  results keep every try (the replaced ones with "superseded": true).
+                  MAX_STEAL=off keeps every first try
   PROFILE="1t 2"  record a CPU profile of vitalmq (memory and durable) with perf in these
                   scenarios (perf record -g during warm-up and window; it costs the broker
                   some CPU, so profile in a separate run): $WORK/profile-*.txt
@@ -129,6 +136,9 @@ SOURCES=${SOURCES:-200} # source addresses 127.0.0.2 … 127.0.0.(SOURCES+1)
 SNAT=${SNAT:-auto}
 PROFILE=${PROFILE:-}
 BASE=${BASE:-}
+MAX_STEAL=${MAX_STEAL:-1}
+STEAL_RETRIES=${STEAL_RETRIES:-2}
+STEAL_RERUNS=0
 
 die() {
 	echo "compare.sh: $*" >&2
@@ -150,6 +160,8 @@ done
 ((PORT_BASE >= 1024 && PORT_BASE <= 65000)) || die "PORT_BASE=$PORT_BASE: want 1024..65000"
 ((SOURCES >= 1 && SOURCES <= 253)) || die "SOURCES=$SOURCES: want 1..253"
 case $SNAT in auto | 0 | 1) ;; *) die "SNAT=$SNAT: want auto, 0 or 1" ;; esac
+[[ $MAX_STEAL == off || $MAX_STEAL =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "MAX_STEAL=$MAX_STEAL: want a percentage (e.g. 1 or 2.5) or off"
+[[ $STEAL_RETRIES =~ ^[0-9]$ ]] || die "STEAL_RETRIES=$STEAL_RETRIES: want 0..9"
 for s in $SCENARIOS; do
 	case $s in 1p | 1t | 1r | 1rt | 2 | 3 | 4 | 5 | 5r | 5c | 6 | 6c | 7) ;; *) die "unknown scenario $s" ;; esac
 done
@@ -195,9 +207,9 @@ def norm: if .error != null then {sc, target, rep} else
      anon: (if .broker.peak_rss_anon_bytes then .broker.peak_rss_anon_bytes / 1048576 else null end),
      loss: (if .expected > 0 then .lost / .expected * 100 else null end),
      undel: (if .expected > 0 then .undelivered / .expected * 100 else null end),
-     tool: .tool_cpu_s}
+     steal: .broker.steal_pct, tool: .tool_cpu_s}
   end end;
-(map(norm)) as $runs
+(map(select(.superseded != true) | norm)) as $runs
 | ([.[] | select(.sc == "5") | .conns] | max // "K") as $conns
 | ([.[] | select(.sc == "6") | .publishers] | max // "N") as $devices
 | ([.[] | select(.sc == "7") | .publishers] | max // "N") as $ecg
@@ -226,7 +238,7 @@ def norm: if .error != null then {sc, target, rep} else
       [["rate", "delivered msg/s", "num"], ["cpu", "broker CPU µs/msg", "num"], ["p50", "latency p50", "lat"],
        ["p99", "latency p99", "lat"], ["rss", "peak RSS, MiB", "num"],
        ["anon", "peak RSS less mapped files, MiB", "num"], ["loss", "dropped (sequence gaps)", "pct"],
-       ["undel", "undelivered at end", "pct"]]
+       ["undel", "undelivered at end", "pct"], ["steal", "broker's CPU stolen by the host", "pct"]]
     end;
 (any(.[]; .target == "vitalmq-base")) as $hasbase
 | (any(.[]; .target == "forwarder")) as $hasfwd
@@ -240,9 +252,11 @@ def norm: if .error != null then {sc, target, rep} else
   | med($sc; "mosquitto"; $m) as $mq | med($sc; "mochi"; $m) as $mc
   | med($sc; "vitalmq"; $m) as $v | med($sc; "vitalmq-durable"; $m) as $vd | med($sc; "vitalmq-base"; $m) as $vb
   | med($sc; "vitalmq-base-durable"; $m) as $vbd | med($sc; "forwarder"; $m) as $fw
-  | (if $vd != null then " (durable \(ratio($vd; $mq)))" else "" end) as $dq
-  | (if $vd != null then " (durable \(ratio($vd; $mc)))" else "" end) as $dc
-  | "| \(if $i == 0 then $lbl else "" end) | \($name) | \($mq | fmt($kind)) | \($mc | fmt($kind)) | \($v | fmt($kind)) | \($vd | fmt($kind)) | \(ratio($v; $mq))\($dq) | \(ratio($v; $mc))\($dc) |\(if $hasbase then " \($vb | fmt($kind))\(if $vbd != null then " (durable \($vbd | fmt($kind)))" else "" end) | \(ratio($v; $vb))\(if $vbd != null then " (durable \(ratio($vd; $vbd)))" else "" end) |" else "" end)\(if $hasfwd then " \($fw | fmt($kind)) | \(ratio($v; $fw))\(if $vd != null then " (durable \(ratio($vd; $fw)))" else "" end) |" else "" end)"
+  # steal is the host's, not the broker's: no ratios
+  | (if $m == "steal" then null else $v end) as $vr | (if $m == "steal" then null else $vd end) as $vdr
+  | (if $vd != null then " (durable \(ratio($vdr; $mq)))" else "" end) as $dq
+  | (if $vd != null then " (durable \(ratio($vdr; $mc)))" else "" end) as $dc
+  | "| \(if $i == 0 then $lbl else "" end) | \($name) | \($mq | fmt($kind)) | \($mc | fmt($kind)) | \($v | fmt($kind)) | \($vd | fmt($kind)) | \(ratio($vr; $mq))\($dq) | \(ratio($vr; $mc))\($dc) |\(if $hasbase then " \($vb | fmt($kind))\(if $vbd != null then " (durable \($vbd | fmt($kind)))" else "" end) | \(ratio($vr; $vb))\(if $vbd != null then " (durable \(ratio($vdr; $vbd)))" else "" end) |" else "" end)\(if $hasfwd then " \($fw | fmt($kind)) | \(ratio($vr; $fw))\(if $vd != null then " (durable \(ratio($vdr; $fw)))" else "" end) |" else "" end)"
 ),
 ( [$runs[] | select(.rate == null)] | if length > 0 then
     "", "Failed runs (no result): " + (map("\(.sc)/\(.target)/rep \(.rep)") | join(", ")) else empty end )
@@ -557,9 +571,26 @@ tool_args() {
 	esac
 }
 
-run_one() { # run_one SCENARIO BROKER REP
+run_one() { # run_one SCENARIO BROKER REP: a run, again while the host steals (see MAX_STEAL)
+	local try steal
+	for ((try = 0; ; try++)); do
+		run_try "$@" "$try"
+		# Only pubsub runs report steal (conns runs measure a handshake's CPU, not a tail).
+		steal=$(jq -r '.broker.steal_pct // empty' "$WORK/runs/$1-$2-$3-$try.json" 2>/dev/null || true)
+		if [[ $MAX_STEAL == off || -z $steal || $try -ge $STEAL_RETRIES ]] ||
+			awk -v a="$steal" -v m="$MAX_STEAL" 'BEGIN { exit !(a <= m) }'; then
+			return 0
+		fi
+		# Keep the raw record, marked, out of the table; run it again.
+		sed -i '$ s/}$/,"superseded":true}/' "$RESULTS"
+		STEAL_RERUNS=$((STEAL_RERUNS + 1))
+		log "  the host stole $(printf %.1f "$steal") % of the broker's CPU (MAX_STEAL=$MAX_STEAL %): running it again"
+	done
+}
+
+run_try() { # run_try SCENARIO BROKER REP TRY
 	local s=$1 b=$2 rep=$3 out rc=0 args
-	out=$WORK/runs/$s-$b-$rep
+	out=$WORK/runs/$s-$b-$rep-$4
 	# Paths have no spaces (mktemp, the checkout); word splitting of the argument list is intended.
 	read -r -a args <<<"$(tool_args "$s" "$b")"
 	start_broker "$b"
@@ -585,8 +616,8 @@ run_one() { # run_one SCENARIO BROKER REP
 	fi
 	stop_broker
 	if [[ -s $out.json ]] && jq -e . "$out.json" >/dev/null 2>&1; then
-		jq -c --arg sc "$s" --arg broker "$b" --argjson rep "$rep" --argjson rc "$rc" \
-			'. + {sc: $sc, target: $broker, rep: $rep, rc: $rc}' "$out.json" >>"$RESULTS"
+		jq -c --arg sc "$s" --arg broker "$b" --argjson rep "$rep" --argjson rc "$rc" --argjson attempt "$4" \
+			'. + {sc: $sc, target: $broker, rep: $rep, rc: $rc, attempt: $attempt}' "$out.json" >>"$RESULTS"
 	else
 		jq -nc --arg sc "$s" --arg broker "$b" --argjson rep "$rep" --argjson rc "$rc" \
 			--arg err "$(tail -c 300 "$out.err")" '{sc: $sc, target: $broker, rep: $rep, rc: $rc, error: $err}' >>"$RESULTS"
@@ -633,6 +664,7 @@ make_table "$RESULTS" >"$TABLE"
 	echo "Versions: $MOSQ_VERSION; mochi-mqtt/server $MOCHI_VERSION; vitalmq $VITALMQ_VERSION${BASE:+; vitalmq base: $BASE ($BASE_REV)}; $(go version | cut -d' ' -f3)."
 	echo "Source addresses: $SOURCES (127.0.0.2 … 127.0.0.$((SOURCES + 1))); SNAT=$SNAT."
 	echo "Run: REPS=$REPS DURATION=${DUR_S}s WARMUP=${WARM_S}s, medians of $REPS; brokers on CPU $BROKER_CPU, load tool on CPU $TOOL_CPU; $((ELAPSED / 60)) min $((ELAPSED % 60)) s; load average at the end $(cut -d' ' -f1-3 /proc/loadavg)."
+	echo "Steal: MAX_STEAL=$MAX_STEAL (%), STEAL_RETRIES=$STEAL_RETRIES; $STEAL_RERUNS runs were run again because the host stole more of the broker's CPU."
 	for n in "${NOTES[@]}"; do
 		echo "Note: $n"
 	done

@@ -190,7 +190,9 @@ func benchPubSub(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			"Publishes from --pubs connections to --subs subscribers for --warmup + --duration and\n"+
 			"reports delivered msg/s, publish→deliver latency (p50/p99/p999), messages sent, acked,\n"+
 			"received and lost (sequence gaps), and with --broker-pid the broker's CPU µs per\n"+
-			"delivered message and peak RSS (also less mapped files: without the executable's pages).\n"+
+			"delivered message and peak RSS (also less mapped files: without the executable's pages),\n"+
+			"and the share of its CPUs' time a hypervisor gave to other guests (steal): on a shared\n"+
+			"VM, compare latency tails only between runs with little of it.\n"+
 			"At QoS 1/2 every publisher first makes one PINGREQ round trip, before the clock starts.\n"+
 			"Example, fan-in of 100 devices at QoS 1:\n\n"+
 			"  vitalmq bench pubsub --pubs 100 --subs 1 --qos 1 --duration 10s --broker-pid $(pgrep -n vitalmq)\n\nFlags:\n")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -68,18 +69,93 @@ func parseStatCPU(b []byte) (time.Duration, error) {
 
 // statusKB returns the value in kB of a "Key:   123 kB" line of /proc/<pid>/status, or 0.
 func statusKB(b []byte, key string) int64 {
-	i := bytes.Index(b, []byte(key))
-	if i < 0 {
-		return 0
-	}
-	line := b[i+len(key):]
-	if j := bytes.IndexByte(line, '\n'); j >= 0 {
-		line = line[:j]
-	}
-	f := bytes.Fields(line)
+	f := strings.Fields(statusField(b, key))
 	if len(f) == 0 {
 		return 0
 	}
-	n, _ := strconv.ParseInt(string(f[0]), 10, 64)
+	n, _ := strconv.ParseInt(f[0], 10, 64)
 	return n
+}
+
+// statusField returns the text after key on its line of /proc/<pid>/status, or "".
+func statusField(b []byte, key string) string {
+	i := bytes.Index(b, []byte(key))
+	if i < 0 {
+		return ""
+	}
+	line, _, _ := bytes.Cut(b[i+len(key):], []byte{'\n'})
+	return string(line)
+}
+
+// Steal is the time a hypervisor gave the CPUs a process may run on to other guests: what
+// /proc/stat calls steal, summed over the CPUs of the process's Cpus_allowed_list. On a
+// shared VM, a tail latency measured while the broker's CPU was stolen from measures the
+// host (docs/PERFORMANCE.md, session 19); 0 where the kernel reports none (no hypervisor).
+type Steal struct {
+	Time time.Duration // summed over the CPUs
+	CPUs int           // how many CPUs the process may run on
+}
+
+// ReadSteal reads pid's allowed CPUs and their steal time so far.
+func ReadSteal(pid int) (Steal, error) {
+	dir := "/proc/" + strconv.Itoa(pid)
+	status, err := os.ReadFile(dir + "/status")
+	if err != nil {
+		return Steal{}, err
+	}
+	cpus, err := parseCPUList(statusField(status, "Cpus_allowed_list:"))
+	if err != nil {
+		return Steal{}, fmt.Errorf("%s/status: Cpus_allowed_list: %w", dir, err)
+	}
+	stat, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return Steal{}, err
+	}
+	t, err := parseSteal(stat, cpus)
+	if err != nil {
+		return Steal{}, fmt.Errorf("/proc/stat: %w", err)
+	}
+	return Steal{Time: t, CPUs: len(cpus)}, nil
+}
+
+// parseCPUList parses a CPU list such as "0-3,8,10-11" into the set of CPUs.
+func parseCPUList(s string) (map[int]bool, error) {
+	set := map[int]bool{}
+	for part := range strings.SplitSeq(strings.TrimSpace(s), ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		b := a
+		if isRange && err == nil {
+			b, err = strconv.Atoi(hi)
+		}
+		if err != nil || a < 0 || b < a || b-a > 1<<16 {
+			return nil, fmt.Errorf("bad CPU list %q", s)
+		}
+		for c := a; c <= b; c++ {
+			set[c] = true
+		}
+	}
+	return set, nil
+}
+
+// parseSteal sums the steal field (the eighth value) of /proc/stat's "cpuN" lines for the
+// CPUs in set. A kernel line with fewer than eight values has no steal: it counts 0.
+func parseSteal(stat []byte, set map[int]bool) (time.Duration, error) {
+	var ticks uint64
+	for line := range bytes.SplitSeq(stat, []byte{'\n'}) {
+		f := bytes.Fields(line)
+		if len(f) == 0 || !bytes.HasPrefix(f[0], []byte("cpu")) || len(f[0]) == 3 {
+			continue
+		}
+		n, err := strconv.Atoi(string(f[0][3:]))
+		if err != nil || !set[n] || len(f) < 9 {
+			continue
+		}
+		v, err := strconv.ParseUint(string(f[8]), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("cpu%d steal: %w", n, err)
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * (time.Second / clockTicks), nil
 }

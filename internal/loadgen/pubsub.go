@@ -117,6 +117,10 @@ type Broker struct {
 	// without the executable's and shared libraries' pages.
 	PeakRSSAnon int64 `json:"peak_rss_anon_bytes"`
 	VmHWM       int64 `json:"vm_hwm_bytes"` // VmHWM at the end: peak since the broker started
+	// StealPct is the share of the broker's CPUs' time in the window that the hypervisor
+	// gave to other guests (/proc/stat's steal, over the CPUs the broker may run on): a
+	// latency tail measured while it is high measures the host, not the broker.
+	StealPct float64 `json:"steal_pct"`
 }
 
 func (c *PubSubConfig) normalize() error {

@@ -30,8 +30,8 @@ func (r *PubSubResult) WriteTable(w io.Writer) error {
 		r.Expected, r.Received, r.Lost, r.Undelivered, r.DuplicateOrLate, r.Foreign, r.Drained)
 	fmt.Fprintf(tw, "load tool\tCPU %.2f s on %d core(s)\n", r.ToolCPUSeconds, r.ToolCores)
 	if b := r.Broker; b != nil {
-		fmt.Fprintf(tw, "broker %d\tCPU %.2f s\t%.2f µs/msg\tpeak RSS %s (anonymous %s)\tVmHWM %s\n",
-			b.PID, b.CPUSeconds, b.CPUPerMsgUs, mib(b.PeakRSS), mib(b.PeakRSSAnon), mib(b.VmHWM))
+		fmt.Fprintf(tw, "broker %d\tCPU %.2f s\t%.2f µs/msg\tpeak RSS %s (anonymous %s)\tVmHWM %s\tits CPUs stolen by the host %.1f %%\n",
+			b.PID, b.CPUSeconds, b.CPUPerMsgUs, mib(b.PeakRSS), mib(b.PeakRSSAnon), mib(b.VmHWM), b.StealPct)
 	}
 	if r.BrokerErr != "" {
 		fmt.Fprintf(tw, "broker\t%s\n", r.BrokerErr)

@@ -15,6 +15,7 @@ type sampler struct {
 	peak  int64 // VmRSS
 	anon  int64 // RssAnon
 	marks []ProcSample
+	steal []stealMark // at the marks, where /proc tells
 	err   error
 }
 
@@ -58,14 +59,23 @@ func (s *sampler) sample() (ProcSample, bool) {
 	return p, true
 }
 
-// mark records the broker's CPU time now.
+type stealMark struct {
+	at time.Time
+	Steal
+}
+
+// mark records the broker's CPU time, and its CPUs' steal time, now.
 func (s *sampler) mark() {
 	if s.pid <= 0 {
 		return
 	}
 	if p, ok := s.sample(); ok {
+		st, err := ReadSteal(s.pid)
 		s.mu.Lock()
 		s.marks = append(s.marks, p)
+		if err == nil {
+			s.steal = append(s.steal, stealMark{time.Now(), st})
+		}
 		s.mu.Unlock()
 	}
 }
@@ -88,6 +98,12 @@ func (s *sampler) close() (*Broker, error) {
 	b := &Broker{PID: s.pid, PeakRSS: s.peak, PeakRSSAnon: s.anon, VmHWM: last.HWM}
 	if n := len(s.marks); n >= 2 {
 		b.CPUSeconds = (s.marks[n-1].CPU - s.marks[0].CPU).Seconds()
+	}
+	if n := len(s.steal); n >= 2 {
+		first, last := s.steal[0], s.steal[n-1]
+		if wall := last.at.Sub(first.at); wall > 0 && last.CPUs > 0 {
+			b.StealPct = 100 * (last.Time - first.Time).Seconds() / (wall.Seconds() * float64(last.CPUs))
+		}
 	}
 	return b, s.err
 }

@@ -248,3 +248,29 @@ func TestParsePublishAndStamp(t *testing.T) {
 		t.Error("unstamp accepted 15 bytes")
 	}
 }
+
+func TestParseSteal(t *testing.T) {
+	set, err := parseCPUList("0,2-3\n")
+	if err != nil || len(set) != 3 || !set[0] || set[1] || !set[2] || !set[3] {
+		t.Fatalf("parseCPUList = %v, %v; want {0,2,3}", set, err)
+	}
+	for _, bad := range []string{"", "x", "3-1", "1-", "-1"} {
+		if _, err := parseCPUList(bad); err == nil {
+			t.Errorf("parseCPUList(%q) accepted", bad)
+		}
+	}
+	// The all-CPU line is skipped; cpu1 is not in the set; a line without steal counts 0.
+	stat := []byte("cpu  9 0 9 9 0 0 0 900 0 0\ncpu0 1 0 1 1 0 0 0 150 0 0\ncpu1 1 0 1 1 0 0 0 700 0 0\n" +
+		"cpu2 1 0 1 1 0 0 0 50 0 0\ncpu3 1 0 1 1\nintr 5 0\n")
+	d, err := parseSteal(stat, set)
+	if err != nil || d != 2*time.Second {
+		t.Fatalf("parseSteal = %v, %v; want 2s (150 + 50 ticks)", d, err)
+	}
+	if _, err := parseSteal([]byte("cpu0 1 0 1 1 0 0 0 x\n"), set); err == nil {
+		t.Fatal("a bad steal value was accepted")
+	}
+	st, err := ReadSteal(os.Getpid())
+	if err != nil || st.CPUs < 1 || st.Time < 0 {
+		t.Fatalf("ReadSteal(own pid) = %+v, %v", st, err)
+	}
+}
