@@ -77,8 +77,9 @@ Environment:
   PORT_BASE=28800 ports: mosquitto +1/+2/+3, mochi +11/+12/+13, vitalmq +21/+22/+23,
                   forwarder +31/+32/+33
                   (plain / TLS / TLS requiring a client certificate)
-  MAX_STEAL=1     a pubsub run during which the hypervisor gave more than this share (%) of
-                  the broker's CPU to other guests (the load tool's steal_pct, from /proc/stat)
+  MAX_STEAL=1     a run during which the hypervisor gave more than this share (%) of the
+                  broker's CPU to other guests (the load tool's steal_pct, from /proc/stat:
+                  over the measured window, or a conns run's connect phase)
                   is run again, at most STEAL_RETRIES=2 more times, and the table takes the
                   last try: on a shared VM a stolen millisecond lands in the latency tail of
                   whichever broker was running (docs/PERFORMANCE.md, session 19). A last try
@@ -200,7 +201,8 @@ def norm: if .error != null then {sc, target, rep} else
   if .mode == "conns" then
     {sc, target, rep, rate: .connects_per_s, cpu: .broker.cpu_us_per_conn, p50: .handshake_us.p50,
      p99: .handshake_us.p99, kib: (.broker.bytes_per_conn / 1024), rss: (.broker.rss_held_bytes / 1048576),
-     failed: (.failed / .conns * 100), resumed: (.tls_resumed / ([.connected, 1] | max) * 100)}
+     failed: (.failed / .conns * 100), resumed: (.tls_resumed / ([.connected, 1] | max) * 100),
+     steal: .broker.steal_pct}
   else
     {sc, target, rep, rate: .delivered_per_s, cpu: .broker.cpu_us_per_msg,
      # no sample: nothing sent in the window was delivered (open-loop overload, a queue ahead)
@@ -243,6 +245,7 @@ def norm: if .error != null then {sc, target, rep} else
       [["rate", "connects/s", "num"], ["cpu", "broker CPU µs/handshake", "num"], ["p50", "handshake p50", "lat"],
        ["p99", "handshake p99", "lat"], ["kib", "broker KiB/conn", "num"], ["rss", "broker RSS held, MiB", "num"],
        ["failed", "failed", "pct"]] + (if $sc == "5r" then [["resumed", "resumed", "pct"]] else [] end)
+      + [["steal", "broker's CPU stolen by the host", "pct"]]
     else
       [["rate", "delivered msg/s", "num"], ["cpu", "broker CPU µs/msg", "num"], ["p50", "latency p50", "lat"],
        ["p99", "latency p99", "lat"], ["rss", "peak RSS, MiB", "num"],
@@ -587,7 +590,6 @@ run_one() { # run_one SCENARIO BROKER REP: a run, again while the host steals (s
 	local try steal
 	for ((try = 0; ; try++)); do
 		run_try "$@" "$try"
-		# Only pubsub runs report steal (conns runs measure a handshake's CPU, not a tail).
 		steal=$(jq -r '.broker.steal_pct // empty' "$WORK/runs/$1-$2-$3-$try.json" 2>/dev/null || true)
 		if [[ $MAX_STEAL == off || -z $steal || $try -ge $STEAL_RETRIES ]] ||
 			awk -v a="$steal" -v m="$MAX_STEAL" 'BEGIN { exit !(a <= m) }'; then

@@ -66,6 +66,7 @@ type ConnsBroker struct {
 	CPUSeconds   float64 `json:"cpu_s"`               // during the connect phase
 	CPUPerConnUs float64 `json:"cpu_us_per_conn"`
 	VmHWM        int64   `json:"vm_hwm_bytes"`
+	StealPct     float64 `json:"steal_pct"` // the hypervisor's steal on the broker's CPUs during the connect phase (see Broker)
 }
 
 func (c *ConnsConfig) normalize() error {
@@ -117,9 +118,11 @@ func RunConns(ctx context.Context, cfg ConnsConfig) (*ConnsResult, error) {
 	}
 	runID := strconv.FormatUint(rand.Uint64()&0xFFFFFF, 16)
 	var before ProcSample
-	var procErr error
+	var steal0 stealMark
+	var procErr, stealErr error
 	if cfg.BrokerPID > 0 {
 		before, procErr = ReadProc(cfg.BrokerPID)
+		steal0, stealErr = markSteal(cfg.BrokerPID)
 	}
 
 	conns := make([]net.Conn, cfg.Conns)
@@ -155,8 +158,12 @@ func RunConns(ctx context.Context, cfg ConnsConfig) (*ConnsResult, error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	var connected ProcSample
+	var steal1 stealMark
 	if cfg.BrokerPID > 0 && procErr == nil {
 		connected, procErr = ReadProc(cfg.BrokerPID)
+		if stealErr == nil {
+			steal1, stealErr = markSteal(cfg.BrokerPID)
+		}
 	}
 	closeAll := func() {
 		var cw sync.WaitGroup
@@ -236,6 +243,9 @@ func RunConns(ctx context.Context, cfg ConnsConfig) (*ConnsResult, error) {
 		if err == nil {
 			b := &ConnsBroker{PID: cfg.BrokerPID, RSSBefore: before.RSS, RSSConnected: connected.RSS, RSSHeld: held.RSS,
 				CPUSeconds: (connected.CPU - before.CPU).Seconds(), VmHWM: held.HWM}
+			if stealErr == nil {
+				b.StealPct = stealPct(steal0, steal1)
+			}
 			after := held.RSS
 			if cfg.Hold == 0 {
 				after = connected.RSS

@@ -118,6 +118,26 @@ func ReadSteal(pid int) (Steal, error) {
 	return Steal{Time: t, CPUs: len(cpus)}, nil
 }
 
+// stealMark is a process's CPUs' steal time at a moment.
+type stealMark struct {
+	at time.Time
+	Steal
+}
+
+func markSteal(pid int) (stealMark, error) {
+	st, err := ReadSteal(pid)
+	return stealMark{time.Now(), st}, err
+}
+
+// stealPct is the share (%) of the CPUs' time between a and b that was stolen.
+func stealPct(a, b stealMark) float64 {
+	wall := b.at.Sub(a.at)
+	if wall <= 0 || b.CPUs == 0 {
+		return 0
+	}
+	return 100 * (b.Time - a.Time).Seconds() / (wall.Seconds() * float64(b.CPUs))
+}
+
 // parseCPUList parses a CPU list such as "0-3,8,10-11" into the set of CPUs.
 func parseCPUList(s string) (map[int]bool, error) {
 	set := map[int]bool{}

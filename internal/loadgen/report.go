@@ -60,7 +60,7 @@ func (r *ConnsResult) WriteTable(w io.Writer) error {
 	if b := r.Broker; b != nil {
 		fmt.Fprintf(tw, "broker %d\tRSS before %s\tconnected %s\theld %s\tVmHWM %s\n",
 			b.PID, mib(b.RSSBefore), mib(b.RSSConnected), mib(b.RSSHeld), mib(b.VmHWM))
-		fmt.Fprintf(tw, "\t%.0f bytes/conn\tCPU %.2f s\t%.0f µs/conn\n", b.BytesPerConn, b.CPUSeconds, b.CPUPerConnUs)
+		fmt.Fprintf(tw, "\t%.0f bytes/conn\tCPU %.2f s\t%.0f µs/conn\tits CPUs stolen by the host %.1f %%\n", b.BytesPerConn, b.CPUSeconds, b.CPUPerConnUs, b.StealPct)
 	}
 	if r.BrokerErr != "" {
 		fmt.Fprintf(tw, "broker\t%s\n", r.BrokerErr)

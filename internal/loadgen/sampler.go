@@ -59,22 +59,17 @@ func (s *sampler) sample() (ProcSample, bool) {
 	return p, true
 }
 
-type stealMark struct {
-	at time.Time
-	Steal
-}
-
 // mark records the broker's CPU time, and its CPUs' steal time, now.
 func (s *sampler) mark() {
 	if s.pid <= 0 {
 		return
 	}
 	if p, ok := s.sample(); ok {
-		st, err := ReadSteal(s.pid)
+		st, err := markSteal(s.pid)
 		s.mu.Lock()
 		s.marks = append(s.marks, p)
 		if err == nil {
-			s.steal = append(s.steal, stealMark{time.Now(), st})
+			s.steal = append(s.steal, st)
 		}
 		s.mu.Unlock()
 	}
@@ -100,10 +95,7 @@ func (s *sampler) close() (*Broker, error) {
 		b.CPUSeconds = (s.marks[n-1].CPU - s.marks[0].CPU).Seconds()
 	}
 	if n := len(s.steal); n >= 2 {
-		first, last := s.steal[0], s.steal[n-1]
-		if wall := last.at.Sub(first.at); wall > 0 && last.CPUs > 0 {
-			b.StealPct = 100 * (last.Time - first.Time).Seconds() / (wall.Seconds() * float64(last.CPUs))
-		}
+		b.StealPct = stealPct(s.steal[0], s.steal[n-1])
 	}
 	return b, s.err
 }
