@@ -78,8 +78,9 @@ Environment:
                   forwarder +31/+32/+33
                   (plain / TLS / TLS requiring a client certificate)
   MAX_STEAL=1     a run during which the hypervisor gave more than this share (%) of the
-                  broker's CPU to other guests (the load tool's steal_pct, from /proc/stat:
-                  over the measured window, or a conns run's connect phase)
+                  broker's CPU, or of the load tool's, to other guests (the tool's steal_pct
+                  and tool_steal_pct, from /proc/stat: over the measured window, or a conns
+                  run's connect phase)
                   is run again, at most STEAL_RETRIES=2 more times, and the table takes the
                   last try: on a shared VM a stolen millisecond lands in the latency tail of
                   whichever broker was running (docs/PERFORMANCE.md, session 19). A last try
@@ -142,6 +143,9 @@ BASE=${BASE:-}
 MAX_STEAL=${MAX_STEAL:-1}
 STEAL_RETRIES=${STEAL_RETRIES:-2}
 STEAL_RERUNS=0
+# A run's steal: the larger of the broker's CPUs' and the load tool's (a late subscriber
+# stamps late too), as a jq expression on the tool's JSON summary.
+STEAL_OF='[.broker.steal_pct, .tool_steal_pct] | map(select(. != null)) | max'
 
 die() {
 	echo "compare.sh: $*" >&2
@@ -184,7 +188,7 @@ NCPU=$(nproc)
 
 # make_table RESULTS: the Markdown table of medians and ratios from a results.jsonl.
 make_table() {
-	jq -rs --arg maxsteal "$MAX_STEAL" -f /dev/stdin "$1" <<'JQ'
+	{ echo "def steal_of: $STEAL_OF;"; cat; } <<'JQ' | jq -rs --arg maxsteal "$MAX_STEAL" -f /dev/stdin "$1"
 def median: map(select(. != null)) | sort
   | if length == 0 then null elif length % 2 == 1 then .[(length - 1) / 2] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
 def commas: tostring | until(test("^-?[0-9]{4,}") | not; sub("(?<a>[0-9])(?<b>[0-9]{3})(?<c>($|,.*))"; "\(.a),\(.b)\(.c)"));
@@ -202,7 +206,7 @@ def norm: if .error != null then {sc, target, rep} else
     {sc, target, rep, rate: .connects_per_s, cpu: .broker.cpu_us_per_conn, p50: .handshake_us.p50,
      p99: .handshake_us.p99, kib: (.broker.bytes_per_conn / 1024), rss: (.broker.rss_held_bytes / 1048576),
      failed: (.failed / .conns * 100), resumed: (.tls_resumed / ([.connected, 1] | max) * 100),
-     steal: .broker.steal_pct}
+     steal: steal_of}
   else
     {sc, target, rep, rate: .delivered_per_s, cpu: .broker.cpu_us_per_msg,
      # no sample: nothing sent in the window was delivered (open-loop overload, a queue ahead)
@@ -211,7 +215,7 @@ def norm: if .error != null then {sc, target, rep} else
      anon: (if .broker.peak_rss_anon_bytes then .broker.peak_rss_anon_bytes / 1048576 else null end),
      loss: (if .expected > 0 then .lost / .expected * 100 else null end),
      undel: (if .expected > 0 then .undelivered / .expected * 100 else null end),
-     steal: .broker.steal_pct, tool: .tool_cpu_s}
+     steal: steal_of, tool: .tool_cpu_s}
   end end;
 # A run the host stole more than MAX_STEAL from, even after its retries, is left out of the
 # medians where its broker has other runs of that scenario within it.
@@ -245,12 +249,12 @@ def norm: if .error != null then {sc, target, rep} else
       [["rate", "connects/s", "num"], ["cpu", "broker CPU µs/handshake", "num"], ["p50", "handshake p50", "lat"],
        ["p99", "handshake p99", "lat"], ["kib", "broker KiB/conn", "num"], ["rss", "broker RSS held, MiB", "num"],
        ["failed", "failed", "pct"]] + (if $sc == "5r" then [["resumed", "resumed", "pct"]] else [] end)
-      + [["steal", "broker's CPU stolen by the host", "pct"]]
+      + [["steal", "CPU stolen by the host (broker's or tool's)", "pct"]]
     else
       [["rate", "delivered msg/s", "num"], ["cpu", "broker CPU µs/msg", "num"], ["p50", "latency p50", "lat"],
        ["p99", "latency p99", "lat"], ["rss", "peak RSS, MiB", "num"],
        ["anon", "peak RSS less mapped files, MiB", "num"], ["loss", "dropped (sequence gaps)", "pct"],
-       ["undel", "undelivered at end", "pct"], ["steal", "broker's CPU stolen by the host", "pct"]]
+       ["undel", "undelivered at end", "pct"], ["steal", "CPU stolen by the host (broker's or tool's)", "pct"]]
     end;
 (any(.[]; .target == "vitalmq-base")) as $hasbase
 | (any(.[]; .target == "forwarder")) as $hasfwd
@@ -590,7 +594,7 @@ run_one() { # run_one SCENARIO BROKER REP: a run, again while the host steals (s
 	local try steal
 	for ((try = 0; ; try++)); do
 		run_try "$@" "$try"
-		steal=$(jq -r '.broker.steal_pct // empty' "$WORK/runs/$1-$2-$3-$try.json" 2>/dev/null || true)
+		steal=$(jq -r "$STEAL_OF"' // empty' "$WORK/runs/$1-$2-$3-$try.json" 2>/dev/null || true)
 		if [[ $MAX_STEAL == off || -z $steal || $try -ge $STEAL_RETRIES ]] ||
 			awk -v a="$steal" -v m="$MAX_STEAL" 'BEGIN { exit !(a <= m) }'; then
 			return 0
@@ -598,7 +602,7 @@ run_one() { # run_one SCENARIO BROKER REP: a run, again while the host steals (s
 		# Keep the raw record, marked, out of the table; run it again.
 		sed -i '$ s/}$/,"superseded":true}/' "$RESULTS"
 		STEAL_RERUNS=$((STEAL_RERUNS + 1))
-		log "  the host stole $(printf %.1f "$steal") % of the broker's CPU (MAX_STEAL=$MAX_STEAL %): running it again"
+		log "  the host stole $(printf %.1f "$steal") % of the broker's or the tool's CPU (MAX_STEAL=$MAX_STEAL %): running it again"
 	done
 }
 
@@ -678,7 +682,7 @@ make_table "$RESULTS" >"$TABLE"
 	echo "Versions: $MOSQ_VERSION; mochi-mqtt/server $MOCHI_VERSION; vitalmq $VITALMQ_VERSION${BASE:+; vitalmq base: $BASE ($BASE_REV)}; $(go version | cut -d' ' -f3)."
 	echo "Source addresses: $SOURCES (127.0.0.2 … 127.0.0.$((SOURCES + 1))); SNAT=$SNAT."
 	echo "Run: REPS=$REPS DURATION=${DUR_S}s WARMUP=${WARM_S}s, medians of $REPS; brokers on CPU $BROKER_CPU, load tool on CPU $TOOL_CPU; $((ELAPSED / 60)) min $((ELAPSED % 60)) s; load average at the end $(cut -d' ' -f1-3 /proc/loadavg)."
-	echo "Steal: MAX_STEAL=$MAX_STEAL (%), STEAL_RETRIES=$STEAL_RETRIES; $STEAL_RERUNS runs were run again because the host stole more of the broker's CPU."
+	echo "Steal: MAX_STEAL=$MAX_STEAL (%), STEAL_RETRIES=$STEAL_RETRIES; $STEAL_RERUNS runs were run again because the host stole more of the broker's or the tool's CPU."
 	for n in "${NOTES[@]}"; do
 		echo "Note: $n"
 	done

@@ -87,6 +87,7 @@ type PubSubResult struct {
 	// duration, the tool (not the broker) may be the bottleneck.
 	ToolCPUSeconds float64 `json:"tool_cpu_s"`
 	ToolCores      int     `json:"tool_cores"`       // GOMAXPROCS of the tool
+	ToolStealPct   float64 `json:"tool_steal_pct"`   // Broker.StealPct of the tool's CPUs: late stamps, whichever broker
 	Broker         *Broker `json:"broker,omitempty"` // when BrokerPID was given
 	BrokerErr      string  `json:"broker_err,omitempty"`
 }
@@ -614,12 +615,18 @@ func RunPubSub(ctx context.Context, cfg PubSubConfig) (*PubSubResult, error) {
 	// Measure: broker CPU at the window's edges.
 	cancelled := sleepUntil(ctx, ws)
 	var self0, self1 ProcSample
+	var steal0, steal1 stealMark
+	var stealErr error
 	if !cancelled {
 		sam.mark()
 		self0, _ = readProcDir("/proc/self")
+		steal0, stealErr = markSteal(os.Getpid())
 		cancelled = sleepUntil(ctx, we)
 		sam.mark()
 		self1, _ = readProcDir("/proc/self")
+		if stealErr == nil {
+			steal1, stealErr = markSteal(os.Getpid())
+		}
 	}
 	close(stop)
 	drainBy := time.Now().Add(cfg.Drain)
@@ -637,6 +644,9 @@ func RunPubSub(ctx context.Context, cfg PubSubConfig) (*PubSubResult, error) {
 		TopicMode: cfg.TopicMode, TargetRate: cfg.Rate * float64(cfg.Publishers),
 		WarmupS: cfg.Warmup.Seconds(), DurationS: cfg.Duration.Seconds(),
 		ToolCPUSeconds: (self1.CPU - self0.CPU).Seconds(), ToolCores: runtime.GOMAXPROCS(0)}
+	if stealErr == nil {
+		res.ToolStealPct = stealPct(steal0, steal1)
+	}
 	if cfg.QoS > 0 {
 		res.Inflight = inflight
 	}

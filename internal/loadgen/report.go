@@ -28,7 +28,7 @@ func (r *PubSubResult) WriteTable(w io.Writer) error {
 	fmt.Fprintf(tw, "messages\tsent %d\tacked %d\tack failed %d\n", r.Sent, r.Acked, r.AckFailed)
 	fmt.Fprintf(tw, "\texpected %d\treceived %d\tlost (gaps) %d\tundelivered at end %d\tduplicate/late %d\tforeign %d\tdrained %v\n",
 		r.Expected, r.Received, r.Lost, r.Undelivered, r.DuplicateOrLate, r.Foreign, r.Drained)
-	fmt.Fprintf(tw, "load tool\tCPU %.2f s on %d core(s)\n", r.ToolCPUSeconds, r.ToolCores)
+	fmt.Fprintf(tw, "load tool\tCPU %.2f s on %d core(s)\tits CPUs stolen by the host %.1f %%\n", r.ToolCPUSeconds, r.ToolCores, r.ToolStealPct)
 	if b := r.Broker; b != nil {
 		fmt.Fprintf(tw, "broker %d\tCPU %.2f s\t%.2f µs/msg\tpeak RSS %s (anonymous %s)\tVmHWM %s\tits CPUs stolen by the host %.1f %%\n",
 			b.PID, b.CPUSeconds, b.CPUPerMsgUs, mib(b.PeakRSS), mib(b.PeakRSSAnon), mib(b.VmHWM), b.StealPct)
