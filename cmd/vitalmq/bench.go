@@ -77,7 +77,7 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.tls.Classic, "classic-kex", false, "offer only classic TLS key exchange (X25519, P-256), as most device TLS stacks do;\ndefault: Go's, the post-quantum hybrid X25519MLKEM768 first")
 	fs.StringVar(&c.mintCert, "client-ca-cert", "", "mTLS at scale: give every connection its own client certificate (its client id as\nvitalmq device identity), signed by this CA certificate `file` (with --client-ca-key)")
 	fs.StringVar(&c.mintKey, "client-ca-key", "", "the private key `file` of --client-ca-cert")
-	fs.IntVar(&c.brokerPID, "broker-pid", 0, "`pid` of the broker: report its CPU time and memory from /proc")
+	fs.IntVar(&c.brokerPID, "broker-pid", 0, "`pid` of the broker: report its CPU time and memory, and the host's steal on its\nCPUs, from /proc")
 	fs.BoolVar(&c.json, "json", false, "print a one-line JSON summary instead of the table")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the load tool's own CPU profile to `file` (is the tool the bottleneck?)")
 }
@@ -191,8 +191,9 @@ func benchPubSub(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			"reports delivered msg/s, publish→deliver latency (p50/p99/p999), messages sent, acked,\n"+
 			"received and lost (sequence gaps), and with --broker-pid the broker's CPU µs per\n"+
 			"delivered message and peak RSS (also less mapped files: without the executable's pages),\n"+
-			"and the share of its CPUs' time a hypervisor gave to other guests (steal): on a shared\n"+
-			"VM, compare latency tails only between runs with little of it.\n"+
+			"and the share of its CPUs' time a hypervisor gave to other guests (steal; the tool's own\n"+
+			"CPUs' steal is reported too): on a shared VM, compare latency tails only between runs\n"+
+			"with little of either.\n"+
 			"At QoS 1/2 every publisher first makes one PINGREQ round trip, before the clock starts.\n"+
 			"Example, fan-in of 100 devices at QoS 1:\n\n"+
 			"  vitalmq bench pubsub --pubs 100 --subs 1 --qos 1 --duration 10s --broker-pid $(pgrep -n vitalmq)\n\nFlags:\n")
@@ -248,7 +249,8 @@ func benchConns(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintf(stderr, "Usage: vitalmq bench conns [flags]\n\n"+
 			"Opens --conns idle connections (TCP or TLS, then CONNECT), holds them for --hold and\n"+
 			"closes them; reports the connect rate, handshake latency, TLS resumptions, and with\n"+
-			"--broker-pid the broker's RSS before and after, bytes and CPU µs per connection.\n"+
+			"--broker-pid the broker's RSS before and after, bytes and CPU µs per connection, and the\n"+
+			"share of its CPUs' time a hypervisor gave to other guests (steal) while they connected.\n"+
 			"Example: vitalmq bench conns --conns 10000 --tls --cacert ca.pem --resume --broker-pid $(pgrep -n vitalmq)\n\nFlags:\n")
 		fs.PrintDefaults()
 	}

@@ -58,15 +58,15 @@ type ConnsResult struct {
 
 // ConnsBroker is the broker's cost of the connections, from /proc.
 type ConnsBroker struct {
-	PID          int     `json:"pid"`
-	RSSBefore    int64   `json:"rss_before_bytes"`
-	RSSConnected int64   `json:"rss_connected_bytes"` // right after the last CONNACK
-	RSSHeld      int64   `json:"rss_held_bytes"`      // at the end of the hold
-	BytesPerConn float64 `json:"bytes_per_conn"`      // (held, or connected without a hold) − before, per connection
-	CPUSeconds   float64 `json:"cpu_s"`               // during the connect phase
-	CPUPerConnUs float64 `json:"cpu_us_per_conn"`
-	VmHWM        int64   `json:"vm_hwm_bytes"`
-	StealPct     float64 `json:"steal_pct"` // the hypervisor's steal on the broker's CPUs during the connect phase (see Broker)
+	PID          int      `json:"pid"`
+	RSSBefore    int64    `json:"rss_before_bytes"`
+	RSSConnected int64    `json:"rss_connected_bytes"` // right after the last CONNACK
+	RSSHeld      int64    `json:"rss_held_bytes"`      // at the end of the hold
+	BytesPerConn float64  `json:"bytes_per_conn"`      // (held, or connected without a hold) − before, per connection
+	CPUSeconds   float64  `json:"cpu_s"`               // during the connect phase
+	CPUPerConnUs float64  `json:"cpu_us_per_conn"`
+	VmHWM        int64    `json:"vm_hwm_bytes"`
+	StealPct     *float64 `json:"steal_pct,omitempty"` // the hypervisor's steal on the broker's CPUs during the connect phase (see Broker)
 }
 
 func (c *ConnsConfig) normalize() error {

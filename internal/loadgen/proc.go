@@ -93,7 +93,7 @@ func statusField(b []byte, key string) string {
 // host (docs/PERFORMANCE.md, session 19); 0 where the kernel reports none (no hypervisor).
 type Steal struct {
 	Time time.Duration // summed over the CPUs
-	CPUs int           // how many CPUs the process may run on
+	CPUs int           // how many of them /proc/stat lists (offline ones it does not)
 }
 
 // ReadSteal reads pid's allowed CPUs and their steal time so far.
@@ -111,11 +111,14 @@ func ReadSteal(pid int) (Steal, error) {
 	if err != nil {
 		return Steal{}, err
 	}
-	t, err := parseSteal(stat, cpus)
+	t, n, err := parseSteal(stat, cpus)
+	if err == nil && n == 0 {
+		err = fmt.Errorf("no line for the CPUs %s allows", dir)
+	}
 	if err != nil {
 		return Steal{}, fmt.Errorf("/proc/stat: %w", err)
 	}
-	return Steal{Time: t, CPUs: len(cpus)}, nil
+	return Steal{Time: t, CPUs: n}, nil
 }
 
 // stealMark is a process's CPUs' steal time at a moment.
@@ -129,13 +132,15 @@ func markSteal(pid int) (stealMark, error) {
 	return stealMark{time.Now(), st}, err
 }
 
-// stealPct is the share (%) of the CPUs' time between a and b that was stolen.
-func stealPct(a, b stealMark) float64 {
+// stealPct is the share (%) of the CPUs' time between a and b that was stolen; nil when that
+// is unknown: the CPUs changed between the marks (affinity, hotplug), or no time passed.
+func stealPct(a, b stealMark) *float64 {
 	wall := b.at.Sub(a.at)
-	if wall <= 0 || b.CPUs == 0 {
-		return 0
+	if wall <= 0 || b.CPUs == 0 || a.CPUs != b.CPUs || b.Time < a.Time {
+		return nil
 	}
-	return 100 * (b.Time - a.Time).Seconds() / (wall.Seconds() * float64(b.CPUs))
+	pct := 100 * (b.Time - a.Time).Seconds() / (wall.Seconds() * float64(b.CPUs))
+	return &pct
 }
 
 // parseCPUList parses a CPU list such as "0-3,8,10-11" into the set of CPUs.
@@ -159,8 +164,9 @@ func parseCPUList(s string) (map[int]bool, error) {
 }
 
 // parseSteal sums the steal field (the eighth value) of /proc/stat's "cpuN" lines for the
-// CPUs in set. A kernel line with fewer than eight values has no steal: it counts 0.
-func parseSteal(stat []byte, set map[int]bool) (time.Duration, error) {
+// CPUs in set, and counts those lines. A kernel line with fewer than eight values has no
+// steal: it counts 0.
+func parseSteal(stat []byte, set map[int]bool) (steal time.Duration, lines int, err error) {
 	var ticks uint64
 	for line := range bytes.SplitSeq(stat, []byte{'\n'}) {
 		f := bytes.Fields(line)
@@ -168,14 +174,18 @@ func parseSteal(stat []byte, set map[int]bool) (time.Duration, error) {
 			continue
 		}
 		n, err := strconv.Atoi(string(f[0][3:]))
-		if err != nil || !set[n] || len(f) < 9 {
+		if err != nil || !set[n] {
+			continue
+		}
+		lines++
+		if len(f) < 9 {
 			continue
 		}
 		v, err := strconv.ParseUint(string(f[8]), 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("cpu%d steal: %w", n, err)
+			return 0, 0, fmt.Errorf("cpu%d steal: %w", n, err)
 		}
 		ticks += v
 	}
-	return time.Duration(ticks) * (time.Second / clockTicks), nil
+	return time.Duration(ticks) * (time.Second / clockTicks), lines, nil
 }

@@ -85,11 +85,11 @@ type PubSubResult struct {
 	Latency         Latency `json:"latency_us"`        // publish→deliver, messages sent in the window
 	// ToolCPUSeconds is the load tool's own CPU time in the window: near ToolCores × the
 	// duration, the tool (not the broker) may be the bottleneck.
-	ToolCPUSeconds float64 `json:"tool_cpu_s"`
-	ToolCores      int     `json:"tool_cores"`       // GOMAXPROCS of the tool
-	ToolStealPct   float64 `json:"tool_steal_pct"`   // Broker.StealPct of the tool's CPUs: late stamps, whichever broker
-	Broker         *Broker `json:"broker,omitempty"` // when BrokerPID was given
-	BrokerErr      string  `json:"broker_err,omitempty"`
+	ToolCPUSeconds float64  `json:"tool_cpu_s"`
+	ToolCores      int      `json:"tool_cores"`               // GOMAXPROCS of the tool
+	ToolStealPct   *float64 `json:"tool_steal_pct,omitempty"` // Broker.StealPct of the tool's CPUs: late stamps, whichever broker
+	Broker         *Broker  `json:"broker,omitempty"`         // when BrokerPID was given
+	BrokerErr      string   `json:"broker_err,omitempty"`
 }
 
 // Latency summarises a histogram in microseconds.
@@ -120,8 +120,9 @@ type Broker struct {
 	VmHWM       int64 `json:"vm_hwm_bytes"` // VmHWM at the end: peak since the broker started
 	// StealPct is the share of the broker's CPUs' time in the window that the hypervisor
 	// gave to other guests (/proc/stat's steal, over the CPUs the broker may run on): a
-	// latency tail measured while it is high measures the host, not the broker.
-	StealPct float64 `json:"steal_pct"`
+	// latency tail measured while it is high measures the host, not the broker. Absent
+	// where /proc could not tell.
+	StealPct *float64 `json:"steal_pct,omitempty"`
 }
 
 func (c *PubSubConfig) normalize() error {

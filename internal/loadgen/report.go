@@ -8,6 +8,14 @@ import (
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
+// pct is a share in percent, or "unknown".
+func pct(p *float64) string {
+	if p == nil {
+		return "unknown"
+	}
+	return fmt.Sprintf("%.1f %%", *p)
+}
+
 // WriteTable writes r as a human-readable table.
 func (r *PubSubResult) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -28,10 +36,10 @@ func (r *PubSubResult) WriteTable(w io.Writer) error {
 	fmt.Fprintf(tw, "messages\tsent %d\tacked %d\tack failed %d\n", r.Sent, r.Acked, r.AckFailed)
 	fmt.Fprintf(tw, "\texpected %d\treceived %d\tlost (gaps) %d\tundelivered at end %d\tduplicate/late %d\tforeign %d\tdrained %v\n",
 		r.Expected, r.Received, r.Lost, r.Undelivered, r.DuplicateOrLate, r.Foreign, r.Drained)
-	fmt.Fprintf(tw, "load tool\tCPU %.2f s on %d core(s)\tits CPUs stolen by the host %.1f %%\n", r.ToolCPUSeconds, r.ToolCores, r.ToolStealPct)
+	fmt.Fprintf(tw, "load tool\tCPU %.2f s on %d core(s)\tits CPUs stolen by the host %s\n", r.ToolCPUSeconds, r.ToolCores, pct(r.ToolStealPct))
 	if b := r.Broker; b != nil {
-		fmt.Fprintf(tw, "broker %d\tCPU %.2f s\t%.2f µs/msg\tpeak RSS %s (anonymous %s)\tVmHWM %s\tits CPUs stolen by the host %.1f %%\n",
-			b.PID, b.CPUSeconds, b.CPUPerMsgUs, mib(b.PeakRSS), mib(b.PeakRSSAnon), mib(b.VmHWM), b.StealPct)
+		fmt.Fprintf(tw, "broker %d\tCPU %.2f s\t%.2f µs/msg\tpeak RSS %s (anonymous %s)\tVmHWM %s\tits CPUs stolen by the host %s\n",
+			b.PID, b.CPUSeconds, b.CPUPerMsgUs, mib(b.PeakRSS), mib(b.PeakRSSAnon), mib(b.VmHWM), pct(b.StealPct))
 	}
 	if r.BrokerErr != "" {
 		fmt.Fprintf(tw, "broker\t%s\n", r.BrokerErr)
@@ -60,7 +68,7 @@ func (r *ConnsResult) WriteTable(w io.Writer) error {
 	if b := r.Broker; b != nil {
 		fmt.Fprintf(tw, "broker %d\tRSS before %s\tconnected %s\theld %s\tVmHWM %s\n",
 			b.PID, mib(b.RSSBefore), mib(b.RSSConnected), mib(b.RSSHeld), mib(b.VmHWM))
-		fmt.Fprintf(tw, "\t%.0f bytes/conn\tCPU %.2f s\t%.0f µs/conn\tits CPUs stolen by the host %.1f %%\n", b.BytesPerConn, b.CPUSeconds, b.CPUPerConnUs, b.StealPct)
+		fmt.Fprintf(tw, "\t%.0f bytes/conn\tCPU %.2f s\t%.0f µs/conn\tits CPUs stolen by the host %s\n", b.BytesPerConn, b.CPUSeconds, b.CPUPerConnUs, pct(b.StealPct))
 	}
 	if r.BrokerErr != "" {
 		fmt.Fprintf(tw, "broker\t%s\n", r.BrokerErr)

@@ -262,12 +262,26 @@ func TestParseSteal(t *testing.T) {
 	// The all-CPU line is skipped; cpu1 is not in the set; a line without steal counts 0.
 	stat := []byte("cpu  9 0 9 9 0 0 0 900 0 0\ncpu0 1 0 1 1 0 0 0 150 0 0\ncpu1 1 0 1 1 0 0 0 700 0 0\n" +
 		"cpu2 1 0 1 1 0 0 0 50 0 0\ncpu3 1 0 1 1\nintr 5 0\n")
-	d, err := parseSteal(stat, set)
-	if err != nil || d != 2*time.Second {
-		t.Fatalf("parseSteal = %v, %v; want 2s (150 + 50 ticks)", d, err)
+	d, n, err := parseSteal(stat, set)
+	if err != nil || d != 2*time.Second || n != 3 {
+		t.Fatalf("parseSteal = %v, %d lines, %v; want 2s (150 + 50 ticks) from 3 lines", d, n, err)
 	}
-	if _, err := parseSteal([]byte("cpu0 1 0 1 1 0 0 0 x\n"), set); err == nil {
+	if _, _, err := parseSteal([]byte("cpu0 1 0 1 1 0 0 0 x\n"), set); err == nil {
 		t.Fatal("a bad steal value was accepted")
+	}
+	// CPUs the list allows but /proc/stat does not list (offline) do not count.
+	if _, n, err := parseSteal([]byte("cpu  1 0 1 1 0 0 0 5\ncpu1 1 0 1 1 0 0 0 5\n"), set); err != nil || n != 0 {
+		t.Fatalf("parseSteal of other CPUs = %d lines, %v; want 0", n, err)
+	}
+	// The share: 1 s stolen of 2 CPUs × 5 s is 10 %; unknown when the CPUs changed.
+	t0 := time.Now()
+	a, b := stealMark{t0, Steal{time.Second, 2}}, stealMark{t0.Add(5 * time.Second), Steal{2 * time.Second, 2}}
+	if p := stealPct(a, b); p == nil || *p < 9.999 || *p > 10.001 {
+		t.Fatalf("stealPct = %v; want 10", p)
+	}
+	b.CPUs = 1
+	if p := stealPct(a, b); p != nil {
+		t.Fatalf("stealPct over a change of CPUs = %v; want unknown", *p)
 	}
 	st, err := ReadSteal(os.Getpid())
 	if err != nil || st.CPUs < 1 || st.Time < 0 {
