@@ -118,11 +118,11 @@ func RunConns(ctx context.Context, cfg ConnsConfig) (*ConnsResult, error) {
 	}
 	runID := strconv.FormatUint(rand.Uint64()&0xFFFFFF, 16)
 	var before ProcSample
-	var steal0 stealMark
-	var procErr, stealErr error
+	var steal stealSince
+	var procErr error
 	if cfg.BrokerPID > 0 {
 		before, procErr = ReadProc(cfg.BrokerPID)
-		steal0, stealErr = markSteal(cfg.BrokerPID)
+		steal = startSteal(cfg.BrokerPID)
 	}
 
 	conns := make([]net.Conn, cfg.Conns)
@@ -158,12 +158,10 @@ func RunConns(ctx context.Context, cfg ConnsConfig) (*ConnsResult, error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	var connected ProcSample
-	var steal1 stealMark
+	var stolen *float64 // during the connect phase
 	if cfg.BrokerPID > 0 && procErr == nil {
 		connected, procErr = ReadProc(cfg.BrokerPID)
-		if stealErr == nil {
-			steal1, stealErr = markSteal(cfg.BrokerPID)
-		}
+		stolen = steal.end()
 	}
 	closeAll := func() {
 		var cw sync.WaitGroup
@@ -242,10 +240,7 @@ func RunConns(ctx context.Context, cfg ConnsConfig) (*ConnsResult, error) {
 		procErr = err
 		if err == nil {
 			b := &ConnsBroker{PID: cfg.BrokerPID, RSSBefore: before.RSS, RSSConnected: connected.RSS, RSSHeld: held.RSS,
-				CPUSeconds: (connected.CPU - before.CPU).Seconds(), VmHWM: held.HWM}
-			if stealErr == nil {
-				b.StealPct = stealPct(steal0, steal1)
-			}
+				CPUSeconds: (connected.CPU - before.CPU).Seconds(), VmHWM: held.HWM, StealPct: stolen}
 			after := held.RSS
 			if cfg.Hold == 0 {
 				after = connected.RSS

@@ -96,8 +96,8 @@ type Steal struct {
 	CPUs int           // how many of them /proc/stat lists (offline ones it does not)
 }
 
-// ReadSteal reads pid's allowed CPUs and their steal time so far.
-func ReadSteal(pid int) (Steal, error) {
+// readSteal reads pid's allowed CPUs and their steal time so far.
+func readSteal(pid int) (Steal, error) {
 	dir := "/proc/" + strconv.Itoa(pid)
 	status, err := os.ReadFile(dir + "/status")
 	if err != nil {
@@ -113,7 +113,7 @@ func ReadSteal(pid int) (Steal, error) {
 	}
 	t, n, err := parseSteal(stat, cpus)
 	if err == nil && n == 0 {
-		err = fmt.Errorf("no line for the CPUs %s allows", dir)
+		err = fmt.Errorf("no line for the CPUs that %s/status allows", dir)
 	}
 	if err != nil {
 		return Steal{}, fmt.Errorf("/proc/stat: %w", err)
@@ -128,8 +128,33 @@ type stealMark struct {
 }
 
 func markSteal(pid int) (stealMark, error) {
-	st, err := ReadSteal(pid)
+	st, err := readSteal(pid)
 	return stealMark{time.Now(), st}, err
+}
+
+// stealSince measures the steal on a process's CPUs from startSteal to end.
+type stealSince struct {
+	pid   int
+	start stealMark
+	err   error
+}
+
+func startSteal(pid int) stealSince {
+	m, err := markSteal(pid)
+	return stealSince{pid, m, err}
+}
+
+// end is the share (%) of the CPUs' time stolen since startSteal; nil where /proc could
+// not tell.
+func (s stealSince) end() *float64 {
+	if s.err != nil {
+		return nil
+	}
+	m, err := markSteal(s.pid)
+	if err != nil {
+		return nil
+	}
+	return stealPct(s.start, m)
 }
 
 // stealPct is the share (%) of the CPUs' time between a and b that was stolen; nil when that

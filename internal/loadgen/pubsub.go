@@ -616,18 +616,15 @@ func RunPubSub(ctx context.Context, cfg PubSubConfig) (*PubSubResult, error) {
 	// Measure: broker CPU at the window's edges.
 	cancelled := sleepUntil(ctx, ws)
 	var self0, self1 ProcSample
-	var steal0, steal1 stealMark
-	var stealErr error
+	var selfStolen *float64
 	if !cancelled {
 		sam.mark()
 		self0, _ = readProcDir("/proc/self")
-		steal0, stealErr = markSteal(os.Getpid())
+		steal := startSteal(os.Getpid())
 		cancelled = sleepUntil(ctx, we)
 		sam.mark()
 		self1, _ = readProcDir("/proc/self")
-		if stealErr == nil {
-			steal1, stealErr = markSteal(os.Getpid())
-		}
+		selfStolen = steal.end()
 	}
 	close(stop)
 	drainBy := time.Now().Add(cfg.Drain)
@@ -644,10 +641,7 @@ func RunPubSub(ctx context.Context, cfg PubSubConfig) (*PubSubResult, error) {
 		Publishers: cfg.Publishers, Subscribers: cfg.Subscribers, QoS: int(cfg.QoS), PayloadSize: cfg.PayloadSize,
 		TopicMode: cfg.TopicMode, TargetRate: cfg.Rate * float64(cfg.Publishers),
 		WarmupS: cfg.Warmup.Seconds(), DurationS: cfg.Duration.Seconds(),
-		ToolCPUSeconds: (self1.CPU - self0.CPU).Seconds(), ToolCores: runtime.GOMAXPROCS(0)}
-	if stealErr == nil {
-		res.ToolStealPct = stealPct(steal0, steal1)
-	}
+		ToolCPUSeconds: (self1.CPU - self0.CPU).Seconds(), ToolCores: runtime.GOMAXPROCS(0), ToolStealPct: selfStolen}
 	if cfg.QoS > 0 {
 		res.Inflight = inflight
 	}

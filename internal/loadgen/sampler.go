@@ -15,8 +15,11 @@ type sampler struct {
 	peak  int64 // VmRSS
 	anon  int64 // RssAnon
 	marks []ProcSample
-	steal []stealMark // at the marks, where /proc tells
-	err   error
+	// The steal on the broker's CPUs: only mark and close use these, on the goroutine
+	// that runs the measurement, so mu does not guard them.
+	steal  stealSince // from the first mark
+	stolen *float64   // from the first mark to the last
+	err    error
 }
 
 const sampleEvery = 100 * time.Millisecond
@@ -65,13 +68,15 @@ func (s *sampler) mark() {
 		return
 	}
 	if p, ok := s.sample(); ok {
-		st, err := markSteal(s.pid)
 		s.mu.Lock()
 		s.marks = append(s.marks, p)
-		if err == nil {
-			s.steal = append(s.steal, st)
-		}
+		first := len(s.marks) == 1
 		s.mu.Unlock()
+		if first {
+			s.steal = startSteal(s.pid)
+		} else {
+			s.stolen = s.steal.end()
+		}
 	}
 }
 
@@ -94,8 +99,6 @@ func (s *sampler) close() (*Broker, error) {
 	if n := len(s.marks); n >= 2 {
 		b.CPUSeconds = (s.marks[n-1].CPU - s.marks[0].CPU).Seconds()
 	}
-	if n := len(s.steal); n >= 2 {
-		b.StealPct = stealPct(s.steal[0], s.steal[n-1])
-	}
+	b.StealPct = s.stolen
 	return b, s.err
 }

@@ -283,8 +283,14 @@ func TestParseSteal(t *testing.T) {
 	if p := stealPct(a, b); p != nil {
 		t.Fatalf("stealPct over a change of CPUs = %v; want unknown", *p)
 	}
-	st, err := ReadSteal(os.Getpid())
+	st, err := readSteal(os.Getpid())
 	if err != nil || st.CPUs < 1 || st.Time < 0 {
-		t.Fatalf("ReadSteal(own pid) = %+v, %v", st, err)
+		t.Fatalf("readSteal(own pid) = %+v, %v", st, err)
+	}
+	if p := startSteal(os.Getpid()).end(); p == nil || *p < 0 {
+		t.Fatalf("steal of its own CPUs = %v; want a share", p)
+	}
+	if p := startSteal(1 << 30).end(); p != nil {
+		t.Fatalf("steal of a missing pid = %v; want unknown", *p)
 	}
 }
