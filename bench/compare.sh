@@ -216,7 +216,7 @@ def norm: if .error != null then {sc, target, rep} else
      anon: (if .broker.peak_rss_anon_bytes then .broker.peak_rss_anon_bytes / 1048576 else null end),
      loss: (if .expected > 0 then .lost / .expected * 100 else null end),
      undel: (if .expected > 0 then .undelivered / .expected * 100 else null end),
-     steal: steal_of, tool: .tool_cpu_s}
+     steal: steal_of, tool: .tool_cpu_s, late: .pace_late_us.p99}
   end end;
 # A run the host stole more than MAX_STEAL from, even after its retries, is left out of the
 # medians where its broker has other runs of that scenario within it.
@@ -255,7 +255,8 @@ def norm: if .error != null then {sc, target, rep} else
       [["rate", "delivered msg/s", "num"], ["cpu", "broker CPU µs/msg", "num"], ["p50", "latency p50", "lat"],
        ["p99", "latency p99", "lat"], ["rss", "peak RSS, MiB", "num"],
        ["anon", "peak RSS less mapped files, MiB", "num"], ["loss", "dropped (sequence gaps)", "pct"],
-       ["undel", "undelivered at end", "pct"], ["steal", "CPU stolen by the host (broker's or tool's)", "pct"]]
+       ["undel", "undelivered at end", "pct"], ["steal", "CPU stolen by the host (broker's or tool's)", "pct"],
+       ["late", "tool's publications late, p99", "lat"]]
     end;
 (any(.[]; .target == "vitalmq-base")) as $hasbase
 | (any(.[]; .target == "forwarder")) as $hasfwd
@@ -266,11 +267,13 @@ def norm: if .error != null then {sc, target, rep} else
 ( $scs[] | .sc as $sc | .label as $lbl
   | select(any($runs[]; .sc == $sc))
   | metrics($sc) | to_entries[] | .key as $i | .value as [$m, $name, $kind]
+  | select($m != "late" or any($runs[]; .sc == $sc and .late != null)) # paced scenarios only
   | med($sc; "mosquitto"; $m) as $mq | med($sc; "mochi"; $m) as $mc
   | med($sc; "vitalmq"; $m) as $v | med($sc; "vitalmq-durable"; $m) as $vd | med($sc; "vitalmq-base"; $m) as $vb
   | med($sc; "vitalmq-base-durable"; $m) as $vbd | med($sc; "forwarder"; $m) as $fw
-  # steal is the host's, not the broker's: no ratios
-  | (if $m == "steal" then null else $v end) as $vr | (if $m == "steal" then null else $vd end) as $vdr
+  # steal is the host's, and lateness the tool's, not the broker's: no ratios
+  | (if $m == "steal" or $m == "late" then null else $v end) as $vr
+  | (if $m == "steal" or $m == "late" then null else $vd end) as $vdr
   | (if $vd != null then " (durable \(ratio($vdr; $mq)))" else "" end) as $dq
   | (if $vd != null then " (durable \(ratio($vdr; $mc)))" else "" end) as $dc
   | "| \(if $i == 0 then $lbl else "" end) | \($name) | \($mq | fmt($kind)) | \($mc | fmt($kind)) | \($v | fmt($kind)) | \($vd | fmt($kind)) | \(ratio($vr; $mq))\($dq) | \(ratio($vr; $mc))\($dc) |\(if $hasbase then " \($vb | fmt($kind))\(if $vbd != null then " (durable \($vbd | fmt($kind)))" else "" end) | \(ratio($vr; $vb))\(if $vbd != null then " (durable \(ratio($vdr; $vbd)))" else "" end) |" else "" end)\(if $hasfwd then " \($fw | fmt($kind)) | \(ratio($vr; $fw))\(if $vd != null then " (durable \(ratio($vdr; $fw)))" else "" end) |" else "" end)"

@@ -60,7 +60,7 @@ func TestPubSubEndToEnd(t *testing.T) {
 		name string
 		cfg  PubSubConfig
 	}{
-		{"qos0 fan-in paced", PubSubConfig{Publishers: 4, Subscribers: 2, QoS: 0, Rate: 500}},
+		{"qos0 fan-in paced", PubSubConfig{Publishers: 4, Subscribers: 2, QoS: 0, Rate: 500, PaceTick: 200 * time.Microsecond}},
 		{"qos1 fan-in unpaced", PubSubConfig{Publishers: 3, Subscribers: 1, QoS: 1, Inflight: 8}},
 		{"qos2 fan-out paced", PubSubConfig{Publishers: 1, Subscribers: 3, QoS: 2, TopicMode: TopicShared, Rate: 1000, PayloadSize: 200}},
 		{"qos1 mqtt5", PubSubConfig{Publishers: 2, Subscribers: 2, QoS: 1, TotalRate: 2000, Target: Target{Version: packet.Version5}}},
@@ -107,6 +107,12 @@ func TestPubSubEndToEnd(t *testing.T) {
 				if res.SentPerSec > want*1.5 {
 					t.Errorf("paced at %v msg/s, sent %v msg/s", want, res.SentPerSec)
 				}
+				// One lateness per write, every write in the window.
+				if l := res.PaceLate; l == nil || l.Count == 0 || float64(l.Count) > res.SentPerSec*cfg.Duration.Seconds() || l.P50 > l.Max {
+					t.Errorf("pacing lateness: %+v, sent %v msg/s", l, res.SentPerSec)
+				}
+			} else if res.PaceLate != nil {
+				t.Errorf("unpaced, yet pacing lateness %+v", res.PaceLate)
 			}
 		})
 	}

@@ -39,6 +39,10 @@ type PubSubConfig struct {
 	TotalRate   float64 // messages/s over all publishers; overrides Rate when > 0
 	Inflight    int     // QoS 1/2: unacknowledged messages per publisher; default 16
 	Batch       int     // most messages encoded into one write; default 32
+	// PaceTick, for paced runs, wakes the tool this often while it publishes, so that its
+	// publishers' timers fire on time: an idle Go process sleeps in whole milliseconds, and
+	// its publishers then send in bursts (startTick). 0: no tick. The CLI's default is 200 µs.
+	PaceTick time.Duration
 	// Warmup is sent before the measured Duration: counted for loss, not for rates or latency.
 	Warmup   time.Duration
 	Duration time.Duration // default 10s
@@ -83,6 +87,10 @@ type PubSubResult struct {
 	SentPerSec      float64 `json:"sent_per_s"`        // publications sent in the measured window
 	DeliveredPerSec float64 `json:"delivered_per_s"`   // deliveries (all subscribers) in the measured window
 	Latency         Latency `json:"latency_us"`        // publish→deliver, messages sent in the window
+	// PaceLate is how late paced publications left: for each write in the window, its send
+	// time less the time the rate made its first publication due. The offered load's own
+	// timing error, whichever broker: nil when unpaced.
+	PaceLate *Latency `json:"pace_late_us,omitempty"`
 	// ToolCPUSeconds is the load tool's own CPU time in the window: near ToolCores × the
 	// duration, the tool (not the broker) may be the bottleneck.
 	ToolCPUSeconds float64  `json:"tool_cpu_s"`
@@ -175,6 +183,8 @@ func (c *PubSubConfig) normalize() error {
 		return fmt.Errorf("inflight: %d, want 1..65535", c.Inflight)
 	case c.Batch < 1:
 		return fmt.Errorf("batch: %d, want ≥ 1", c.Batch)
+	case c.PaceTick < 0:
+		return errors.New("pace tick must not be negative")
 	case c.Duration <= 0 || c.Warmup < 0 || c.Drain < 0:
 		return errors.New("duration must be positive, warm-up and drain not negative")
 	}
@@ -199,6 +209,8 @@ type publisher struct {
 	relbuf []byte               // PUBRELs waiting to be written (ack reader only)
 	primed chan struct{}        // QoS 1/2: closed by the ack reader at the priming PINGRESP
 	ended  chan struct{}        // QoS 1/2: closed when the ack reader returns (connection gone)
+
+	late Histogram // paced: how late each write in the window left (under mu)
 
 	sent, sentWin, acked, ackFailed, unexpected atomic.Int64
 	err                                         error // why run stopped early
@@ -269,9 +281,10 @@ func (p *publisher) run(plans <-chan plan, stop <-chan struct{}) {
 			return
 		default:
 		}
-		n := batch
+		n, due := batch, int64(0)
 		if pacer != nil {
 			now := time.Now()
+			due = pacer.Next().UnixNano() // of the first token Take hands out, or of a backlog it drops
 			if n = pacer.Take(now, batch); n == 0 {
 				wait := pacer.Next().Sub(now)
 				if timer == nil {
@@ -308,7 +321,7 @@ func (p *publisher) run(plans <-chan plan, stop <-chan struct{}) {
 			}
 			n = k
 		}
-		if err := p.send(n, ws, we); err != nil {
+		if err := p.send(n, due, ws, we); err != nil {
 			p.err = err
 			return
 		}
@@ -316,8 +329,9 @@ func (p *publisher) run(plans <-chan plan, stop <-chan struct{}) {
 }
 
 // send encodes n publications into the reused buffer and writes them at once. They share
-// one send time: they leave in the same system call.
-func (p *publisher) send(n int, ws, we int64) error {
+// one send time: they leave in the same system call. due (UnixNano) is when the first was
+// due; 0 when unpaced.
+func (p *publisher) send(n int, due, ws, we int64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := time.Now().UnixNano()
@@ -337,6 +351,9 @@ func (p *publisher) send(n int, ws, we int64) error {
 	p.sent.Add(int64(n))
 	if now >= ws && now < we {
 		p.sentWin.Add(int64(n))
+		if due != 0 {
+			p.late.Record(now - due)
+		}
 	}
 	return nil
 }
@@ -599,6 +616,13 @@ func RunPubSub(ctx context.Context, cfg PubSubConfig) (*PubSubResult, error) {
 		wg.Go(s.run)
 	}
 
+	if cfg.Rate > 0 && cfg.PaceTick > 0 {
+		stopTick, err := startTick(cfg.PaceTick)
+		if err != nil {
+			return nil, err
+		}
+		defer stopTick()
+	}
 	sam := newSampler(cfg.BrokerPID)
 	for i := range pubs { // any publisher may take any plan: they differ only in when they start
 		var pacer *Pacer
@@ -695,7 +719,9 @@ func RunPubSub(ctx context.Context, cfg PubSubConfig) (*PubSubResult, error) {
 		res.DuplicateOrLate += s.late
 		res.Foreign += s.foreign
 	}
+	var late Histogram
 	for _, p := range pubs {
+		late.Merge(&p.late)
 		res.Acked += p.acked.Load()
 		res.AckFailed += p.ackFailed.Load()
 		if n := p.unexpected.Load(); n > 0 && firstErr == nil {
@@ -704,6 +730,10 @@ func RunPubSub(ctx context.Context, cfg PubSubConfig) (*PubSubResult, error) {
 	}
 	subs, pubs = nil, nil // closed: the deferred closeAll has nothing left to do
 	res.Latency = latencyOf(&hist)
+	if cfg.Rate > 0 {
+		l := latencyOf(&late)
+		res.PaceLate = &l
+	}
 	res.SentPerSec = float64(sentWin) / cfg.Duration.Seconds()
 	res.DeliveredPerSec = float64(inWindow) / cfg.Duration.Seconds()
 	b, berr := sam.close()

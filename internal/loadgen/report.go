@@ -33,6 +33,10 @@ func (r *PubSubResult) WriteTable(w io.Writer) error {
 	fmt.Fprintf(tw, "delivered\t%.0f msg/s\t(sent %.0f msg/s)\n", r.DeliveredPerSec, r.SentPerSec)
 	fmt.Fprintf(tw, "latency\tp50 %.0f µs\tp99 %.0f µs\tp999 %.0f µs\tmax %.0f µs\t(%d samples)\n",
 		r.Latency.P50, r.Latency.P99, r.Latency.P999, r.Latency.Max, r.Latency.Count)
+	if l := r.PaceLate; l != nil {
+		fmt.Fprintf(tw, "sent late\tp50 %.0f µs\tp99 %.0f µs\tp999 %.0f µs\tmax %.0f µs\t(behind the rate: the tool's own timing)\n",
+			l.P50, l.P99, l.P999, l.Max)
+	}
 	fmt.Fprintf(tw, "messages\tsent %d\tacked %d\tack failed %d\n", r.Sent, r.Acked, r.AckFailed)
 	fmt.Fprintf(tw, "\texpected %d\treceived %d\tlost (gaps) %d\tundelivered at end %d\tduplicate/late %d\tforeign %d\tdrained %v\n",
 		r.Expected, r.Received, r.Lost, r.Undelivered, r.DuplicateOrLate, r.Foreign, r.Drained)

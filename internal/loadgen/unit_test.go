@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -292,5 +293,27 @@ func TestParseSteal(t *testing.T) {
 	}
 	if p := startSteal(1 << 30).end(); p != nil {
 		t.Fatalf("steal of a missing pid = %v; want unknown", *p)
+	}
+}
+
+func TestStartTickStops(t *testing.T) {
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd:", err)
+		}
+		return len(ents)
+	}
+	before := fds()
+	stop, err := startTick(100 * time.Microsecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runtime.GOOS == "linux" && fds() != before+1 {
+		t.Errorf("descriptors: %d with the tick running, %d before: want one more (its timerfd)", fds(), before)
+	}
+	stop() // returns once its goroutine has ended
+	if got := fds(); got != before {
+		t.Errorf("descriptors: %d after stop, %d before", got, before)
 	}
 }
