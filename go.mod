@@ -11,6 +11,7 @@ require (
 	github.com/google/go-cmp v0.7.0
 	golang.org/x/crypto v0.42.0
 	golang.org/x/sync v0.25.0
+	golang.org/x/sys v0.36.0
 )
 
 require (
@@ -43,7 +44,6 @@ require (
 	github.com/rogpeppe/go-internal v1.9.0 // indirect
 	golang.org/x/exp v0.0.0-20230626212559-97b1e661b5df // indirect
 	golang.org/x/net v0.44.0 // indirect
-	golang.org/x/sys v0.36.0 // indirect
 	golang.org/x/text v0.29.0 // indirect
 	google.golang.org/protobuf v1.33.0 // indirect
 )
