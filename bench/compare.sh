@@ -216,7 +216,7 @@ def norm: if .error != null then {sc, target, rep} else
      anon: (if .broker.peak_rss_anon_bytes then .broker.peak_rss_anon_bytes / 1048576 else null end),
      loss: (if .expected > 0 then .lost / .expected * 100 else null end),
      undel: (if .expected > 0 then .undelivered / .expected * 100 else null end),
-     steal: steal_of, tool: .tool_cpu_s, late: .pace_late_us.p99}
+     steal: steal_of, tool: .tool_cpu_s, late: (if .pace_late_us.count > 0 then .pace_late_us.p99 else null end)}
   end end;
 # A run the host stole more than MAX_STEAL from, even after its retries, is left out of the
 # medians where its broker has other runs of that scenario within it.

@@ -180,7 +180,7 @@ func benchPubSub(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Float64Var(&cfg.TotalRate, "total-rate", 0, "messages/s over all publishers (overrides --rate)")
 	fs.IntVar(&cfg.Inflight, "inflight", 16, "QoS 1/2: unacknowledged messages per publisher (QoS 2 over MQTT 3.1.1: keep it within the broker's receive_maximum, 32 by default)")
 	fs.IntVar(&cfg.Batch, "batch", 32, "most messages per write")
-	fs.DurationVar(&cfg.PaceTick, "pace-tick", 200*time.Microsecond, "paced runs: wake the tool this often, so that publishers send on time (an idle Go\nprocess sleeps in whole milliseconds, and its publishers then send in bursts); 0: off")
+	fs.DurationVar(&cfg.PaceTick, "pace-tick", 200*time.Microsecond, "paced runs, on Linux: wake the tool this often (at least 10µs), so that publishers send\non time (an idle Go process sleeps in whole milliseconds, and its publishers then send\nin bursts); 0: off")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured time")
 	fs.DurationVar(&cfg.Warmup, "warmup", time.Second, "publishing before the measured time (counted for losses only)")
 	fs.DurationVar(&cfg.Drain, "drain", 5*time.Second, "longest wait for acknowledgements and deliveries after publishing stops")

@@ -40,7 +40,7 @@ func BenchmarkPublisherEncode(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := p.send(1, 0, 0, 1<<62); err != nil {
+				if err := p.send(1, -1, 0, 1<<62); err != nil {
 					b.Fatal(err)
 				}
 				if qos > 0 {

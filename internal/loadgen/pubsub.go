@@ -41,7 +41,8 @@ type PubSubConfig struct {
 	Batch       int     // most messages encoded into one write; default 32
 	// PaceTick, for paced runs, wakes the tool this often while it publishes, so that its
 	// publishers' timers fire on time: an idle Go process sleeps in whole milliseconds, and
-	// its publishers then send in bursts (startTick). 0: no tick. The CLI's default is 200 µs.
+	// its publishers then send in bursts (startTick; Linux only). 0: no tick; otherwise at
+	// least MinPaceTick. The CLI's default is 200 µs.
 	PaceTick time.Duration
 	// Warmup is sent before the measured Duration: counted for loss, not for rates or latency.
 	Warmup   time.Duration
@@ -57,6 +58,10 @@ type PubSubConfig struct {
 	// storage stores (and fsyncs) every QoS 1/2 message before acknowledging it.
 	PersistentSubs bool
 }
+
+// MinPaceTick is the shortest PubSubConfig.PaceTick: a shorter one would keep the tool's
+// core busy reading ticks.
+const MinPaceTick = 10 * time.Microsecond
 
 // PubSubResult is the outcome of RunPubSub. Latencies are in microseconds.
 type PubSubResult struct {
@@ -87,10 +92,13 @@ type PubSubResult struct {
 	SentPerSec      float64 `json:"sent_per_s"`        // publications sent in the measured window
 	DeliveredPerSec float64 `json:"delivered_per_s"`   // deliveries (all subscribers) in the measured window
 	Latency         Latency `json:"latency_us"`        // publish→deliver, messages sent in the window
-	// PaceLate is how late paced publications left: for each write in the window, its send
-	// time less the time the rate made its first publication due. The offered load's own
-	// timing error, whichever broker: nil when unpaced.
-	PaceLate *Latency `json:"pace_late_us,omitempty"`
+	// PaceLate is how late paced publications went out: for each write in the window, when
+	// the publisher took its tokens less when the first was due (or the oldest it skipped,
+	// having fallen more than a burst behind). The offered load's own timing error, whichever
+	// broker: at QoS 1/2 a wait for the in-flight window, the broker's back-pressure, comes
+	// after and is not in it. Nil when unpaced.
+	PaceLate   *Latency `json:"pace_late_us,omitempty"`
+	PaceTickUs float64  `json:"pace_tick_us,omitempty"` // PaceTick, when a tick ran
 	// ToolCPUSeconds is the load tool's own CPU time in the window: near ToolCores × the
 	// duration, the tool (not the broker) may be the bottleneck.
 	ToolCPUSeconds float64  `json:"tool_cpu_s"`
@@ -183,8 +191,8 @@ func (c *PubSubConfig) normalize() error {
 		return fmt.Errorf("inflight: %d, want 1..65535", c.Inflight)
 	case c.Batch < 1:
 		return fmt.Errorf("batch: %d, want ≥ 1", c.Batch)
-	case c.PaceTick < 0:
-		return errors.New("pace tick must not be negative")
+	case c.PaceTick < 0 || c.PaceTick > 0 && c.PaceTick < MinPaceTick:
+		return fmt.Errorf("pace tick: %v, want 0 (off) or at least %v", c.PaceTick, MinPaceTick)
 	case c.Duration <= 0 || c.Warmup < 0 || c.Drain < 0:
 		return errors.New("duration must be positive, warm-up and drain not negative")
 	}
@@ -210,7 +218,7 @@ type publisher struct {
 	primed chan struct{}        // QoS 1/2: closed by the ack reader at the priming PINGRESP
 	ended  chan struct{}        // QoS 1/2: closed when the ack reader returns (connection gone)
 
-	late Histogram // paced: how late each write in the window left (under mu)
+	late *Histogram // paced: how late each write in the window went out (under mu); nil unpaced
 
 	sent, sentWin, acked, ackFailed, unexpected atomic.Int64
 	err                                         error // why run stopped early
@@ -281,10 +289,10 @@ func (p *publisher) run(plans <-chan plan, stop <-chan struct{}) {
 			return
 		default:
 		}
-		n, due := batch, int64(0)
+		n, late := batch, time.Duration(-1)
 		if pacer != nil {
 			now := time.Now()
-			due = pacer.Next().UnixNano() // of the first token Take hands out, or of a backlog it drops
+			late = now.Sub(pacer.Next()) // of the first token Take hands out, or the oldest it drops
 			if n = pacer.Take(now, batch); n == 0 {
 				wait := pacer.Next().Sub(now)
 				if timer == nil {
@@ -321,7 +329,7 @@ func (p *publisher) run(plans <-chan plan, stop <-chan struct{}) {
 			}
 			n = k
 		}
-		if err := p.send(n, due, ws, we); err != nil {
+		if err := p.send(n, late, ws, we); err != nil {
 			p.err = err
 			return
 		}
@@ -329,9 +337,9 @@ func (p *publisher) run(plans <-chan plan, stop <-chan struct{}) {
 }
 
 // send encodes n publications into the reused buffer and writes them at once. They share
-// one send time: they leave in the same system call. due (UnixNano) is when the first was
-// due; 0 when unpaced.
-func (p *publisher) send(n int, due, ws, we int64) error {
+// one send time: they leave in the same system call. late is how late the first was
+// taken (PubSubResult.PaceLate); negative when unpaced.
+func (p *publisher) send(n int, late time.Duration, ws, we int64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := time.Now().UnixNano()
@@ -351,8 +359,8 @@ func (p *publisher) send(n int, due, ws, we int64) error {
 	p.sent.Add(int64(n))
 	if now >= ws && now < we {
 		p.sentWin.Add(int64(n))
-		if due != 0 {
-			p.late.Record(now - due)
+		if late >= 0 && p.late != nil {
+			p.late.Record(int64(late))
 		}
 	}
 	return nil
@@ -554,6 +562,9 @@ func RunPubSub(ctx context.Context, cfg PubSubConfig) (*PubSubResult, error) {
 		p := &publisher{idx: i, tag: tag, c: c,
 			pub: packet.Publish{QoS: cfg.QoS, Topic: topicOf(i), Payload: make([]byte, cfg.PayloadSize)}}
 		c.wbuf = make([]byte, 0, cfg.Batch*(cfg.PayloadSize+len(p.pub.Topic)+8))
+		if cfg.Rate > 0 {
+			p.late = new(Histogram) // 20 KiB: not for every publisher of an unpaced run
+		}
 		pubs = append(pubs, p)
 	}
 	if cfg.QoS > 0 {
@@ -616,12 +627,14 @@ func RunPubSub(ctx context.Context, cfg PubSubConfig) (*PubSubResult, error) {
 		wg.Go(s.run)
 	}
 
+	stopTick := func() {}
 	if cfg.Rate > 0 && cfg.PaceTick > 0 {
-		stopTick, err := startTick(cfg.PaceTick)
+		stop, err := startTick(cfg.PaceTick)
 		if err != nil {
 			return nil, err
 		}
-		defer stopTick()
+		stopTick = sync.OnceFunc(stop)
+		defer stopTick() // returning early
 	}
 	sam := newSampler(cfg.BrokerPID)
 	for i := range pubs { // any publisher may take any plan: they differ only in when they start
@@ -656,6 +669,7 @@ func RunPubSub(ctx context.Context, cfg PubSubConfig) (*PubSubResult, error) {
 		p.c.nc.SetWriteDeadline(drainBy)
 	}
 	pubWG.Wait()
+	stopTick() // publishing is over
 	if cancelled {
 		sam.close()
 		return nil, ctx.Err()
@@ -721,7 +735,9 @@ func RunPubSub(ctx context.Context, cfg PubSubConfig) (*PubSubResult, error) {
 	}
 	var late Histogram
 	for _, p := range pubs {
-		late.Merge(&p.late)
+		if p.late != nil {
+			late.Merge(p.late)
+		}
 		res.Acked += p.acked.Load()
 		res.AckFailed += p.ackFailed.Load()
 		if n := p.unexpected.Load(); n > 0 && firstErr == nil {
@@ -733,6 +749,9 @@ func RunPubSub(ctx context.Context, cfg PubSubConfig) (*PubSubResult, error) {
 	if cfg.Rate > 0 {
 		l := latencyOf(&late)
 		res.PaceLate = &l
+		if cfg.PaceTick > 0 {
+			res.PaceTickUs = float64(cfg.PaceTick) / 1e3
+		}
 	}
 	res.SentPerSec = float64(sentWin) / cfg.Duration.Seconds()
 	res.DeliveredPerSec = float64(inWindow) / cfg.Duration.Seconds()
