@@ -115,7 +115,7 @@ func TestPubSubEndToEnd(t *testing.T) {
 				if l := res.PaceLate; l == nil || float64(l.Count) < sentWin/float64(burst) {
 					t.Errorf("pacing lateness: %+v, for %v publications in the window (burst %d)", l, sentWin, burst)
 				}
-				if tick := cfg.PaceTick.Seconds() * 1e6; res.PaceTickUs != tick {
+				if tick := float64(cfg.PaceTick.Microseconds()); res.PaceTickUs != tick {
 					t.Errorf("pace tick reported %v µs, ran %v µs", res.PaceTickUs, tick)
 				}
 			} else if res.PaceLate != nil {

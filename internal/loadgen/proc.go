@@ -87,44 +87,44 @@ func statusField(b []byte, key string) string {
 	return string(line)
 }
 
-// Steal is the time a hypervisor gave the CPUs a process may run on to other guests: what
+// stealTime is the time a hypervisor gave the CPUs a process may run on to other guests: what
 // /proc/stat calls steal, summed over the CPUs of the process's Cpus_allowed_list. On a
 // shared VM, a tail latency measured while the broker's CPU was stolen from measures the
 // host (docs/PERFORMANCE.md, session 19); 0 where the kernel reports none (no hypervisor).
-type Steal struct {
+type stealTime struct {
 	Time time.Duration // summed over the CPUs
 	CPUs int           // how many of them /proc/stat lists (offline ones it does not)
 }
 
 // readSteal reads pid's allowed CPUs and their steal time so far.
-func readSteal(pid int) (Steal, error) {
+func readSteal(pid int) (stealTime, error) {
 	dir := "/proc/" + strconv.Itoa(pid)
 	status, err := os.ReadFile(dir + "/status")
 	if err != nil {
-		return Steal{}, err
+		return stealTime{}, err
 	}
 	cpus, err := parseCPUList(statusField(status, "Cpus_allowed_list:"))
 	if err != nil {
-		return Steal{}, fmt.Errorf("%s/status: Cpus_allowed_list: %w", dir, err)
+		return stealTime{}, fmt.Errorf("%s/status: Cpus_allowed_list: %w", dir, err)
 	}
 	stat, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return Steal{}, err
+		return stealTime{}, err
 	}
 	t, n, err := parseSteal(stat, cpus)
 	if err == nil && n == 0 {
 		err = fmt.Errorf("no line for the CPUs that %s/status allows", dir)
 	}
 	if err != nil {
-		return Steal{}, fmt.Errorf("/proc/stat: %w", err)
+		return stealTime{}, fmt.Errorf("/proc/stat: %w", err)
 	}
-	return Steal{Time: t, CPUs: n}, nil
+	return stealTime{Time: t, CPUs: n}, nil
 }
 
 // stealMark is a process's CPUs' steal time at a moment.
 type stealMark struct {
 	at time.Time
-	Steal
+	stealTime
 }
 
 func markSteal(pid int) (stealMark, error) {

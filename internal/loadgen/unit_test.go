@@ -276,7 +276,7 @@ func TestParseSteal(t *testing.T) {
 	}
 	// The share: 1 s stolen of 2 CPUs × 5 s is 10 %; unknown when the CPUs changed.
 	t0 := time.Now()
-	a, b := stealMark{t0, Steal{time.Second, 2}}, stealMark{t0.Add(5 * time.Second), Steal{2 * time.Second, 2}}
+	a, b := stealMark{t0, stealTime{time.Second, 2}}, stealMark{t0.Add(5 * time.Second), stealTime{2 * time.Second, 2}}
 	if p := stealPct(a, b); p == nil || *p < 9.999 || *p > 10.001 {
 		t.Fatalf("stealPct = %v; want 10", p)
 	}
